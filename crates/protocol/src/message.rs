@@ -1,0 +1,183 @@
+//! [`Message`]: one enum over every frame type, and the conversion between typed messages and
+//! raw [`Frame`]s in a given encoding.
+
+use serde::de::DeserializeOwned;
+
+use crate::{
+    BodyChunk, Cancel, CancelAll, ConfigUpdate, Decision, Encoding, Frame, GoAway, MessageType,
+    Ping, Pong, ProtocolError, RegistrationRequest, RegistrationResponse, RequestError,
+    RequestHeaders, ResponseHeaders,
+};
+
+/// Every message of PROTOCOL.md §2.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)]
+pub enum Message {
+    RegistrationRequest(Box<RegistrationRequest>),
+    RegistrationResponse(Box<RegistrationResponse>),
+    RequestHeaders(Box<RequestHeaders>),
+    RequestBodyChunk(BodyChunk),
+    ResponseHeaders(Box<ResponseHeaders>),
+    ResponseBodyChunk(BodyChunk),
+    Decision(Box<Decision>),
+    RequestError(RequestError),
+    Cancel(Cancel),
+    CancelAll(CancelAll),
+    ConfigUpdate(ConfigUpdate),
+    GoAway(GoAway),
+    Ping(Ping),
+    Pong(Pong),
+}
+
+impl Message {
+    /// The frame type this message travels as.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Message::RegistrationRequest(_) => MessageType::RegistrationRequest,
+            Message::RegistrationResponse(_) => MessageType::RegistrationResponse,
+            Message::RequestHeaders(_) => MessageType::RequestHeaders,
+            Message::RequestBodyChunk(_) => MessageType::RequestBodyChunk,
+            Message::ResponseHeaders(_) => MessageType::ResponseHeaders,
+            Message::ResponseBodyChunk(_) => MessageType::ResponseBodyChunk,
+            Message::Decision(_) => MessageType::Decision,
+            Message::RequestError(_) => MessageType::RequestError,
+            Message::Cancel(_) => MessageType::Cancel,
+            Message::CancelAll(_) => MessageType::CancelAll,
+            Message::ConfigUpdate(_) => MessageType::ConfigUpdate,
+            Message::GoAway(_) => MessageType::GoAway,
+            Message::Ping(_) => MessageType::Ping,
+            Message::Pong(_) => MessageType::Pong,
+        }
+    }
+
+    /// The `request_id` this message is about, if it is about one request.
+    pub fn request_id(&self) -> Option<u64> {
+        match self {
+            Message::RequestHeaders(m) => Some(m.request_id),
+            Message::RequestBodyChunk(m) | Message::ResponseBodyChunk(m) => Some(m.request_id),
+            Message::ResponseHeaders(m) => Some(m.request_id),
+            Message::Decision(m) => Some(m.request_id),
+            Message::RequestError(m) => Some(m.request_id),
+            Message::Cancel(m) => Some(m.request_id),
+            _ => None,
+        }
+    }
+
+    /// Encodes the payload in `encoding` (registration frames always in JSON).
+    pub fn to_frame(&self, encoding: Encoding) -> Result<Frame, ProtocolError> {
+        let message_type = self.message_type();
+        let encoding = effective_encoding(message_type, encoding);
+        let payload = match self {
+            Message::RegistrationRequest(m) => encoding.serialize(m),
+            Message::RegistrationResponse(m) => encoding.serialize(m),
+            Message::RequestHeaders(m) => encoding.serialize(m),
+            Message::RequestBodyChunk(m) | Message::ResponseBodyChunk(m) => encoding.serialize(m),
+            Message::ResponseHeaders(m) => encoding.serialize(m),
+            Message::Decision(m) => encoding.serialize(m),
+            Message::RequestError(m) => encoding.serialize(m),
+            Message::Cancel(m) => encoding.serialize(m),
+            Message::CancelAll(m) => encoding.serialize(m),
+            Message::ConfigUpdate(m) => encoding.serialize(m),
+            Message::GoAway(m) => encoding.serialize(m),
+            Message::Ping(m) => encoding.serialize(m),
+            Message::Pong(m) => encoding.serialize(m),
+        }
+        .map_err(|reason| ProtocolError::Encode {
+            message_type,
+            encoding,
+            reason,
+        })?;
+        Ok(Frame::new(message_type, payload))
+    }
+
+    /// Decodes a frame whose payload is in `encoding` (registration frames always in JSON).
+    /// A type byte this version does not know gives [`ProtocolError::UnknownMessageType`],
+    /// which a receiver past registration should log and ignore.
+    pub fn from_frame(frame: &Frame, encoding: Encoding) -> Result<Message, ProtocolError> {
+        let message_type = frame
+            .message_type()
+            .ok_or(ProtocolError::UnknownMessageType(frame.type_byte))?;
+        let encoding = effective_encoding(message_type, encoding);
+        let payload = &frame.payload;
+        let message = match message_type {
+            MessageType::RegistrationRequest => {
+                Message::RegistrationRequest(decode(message_type, encoding, payload)?)
+            }
+            MessageType::RegistrationResponse => {
+                Message::RegistrationResponse(decode(message_type, encoding, payload)?)
+            }
+            MessageType::RequestHeaders => {
+                Message::RequestHeaders(decode(message_type, encoding, payload)?)
+            }
+            MessageType::RequestBodyChunk => {
+                Message::RequestBodyChunk(decode(message_type, encoding, payload)?)
+            }
+            MessageType::ResponseHeaders => {
+                Message::ResponseHeaders(decode(message_type, encoding, payload)?)
+            }
+            MessageType::ResponseBodyChunk => {
+                Message::ResponseBodyChunk(decode(message_type, encoding, payload)?)
+            }
+            MessageType::Decision => Message::Decision(decode(message_type, encoding, payload)?),
+            MessageType::RequestError => {
+                Message::RequestError(decode(message_type, encoding, payload)?)
+            }
+            MessageType::Cancel => Message::Cancel(decode(message_type, encoding, payload)?),
+            MessageType::CancelAll => Message::CancelAll(decode(message_type, encoding, payload)?),
+            MessageType::ConfigUpdate => {
+                Message::ConfigUpdate(decode(message_type, encoding, payload)?)
+            }
+            MessageType::GoAway => Message::GoAway(decode(message_type, encoding, payload)?),
+            MessageType::Ping => Message::Ping(decode(message_type, encoding, payload)?),
+            MessageType::Pong => Message::Pong(decode(message_type, encoding, payload)?),
+        };
+        Ok(message)
+    }
+}
+
+fn effective_encoding(message_type: MessageType, negotiated: Encoding) -> Encoding {
+    match message_type {
+        MessageType::RegistrationRequest | MessageType::RegistrationResponse => Encoding::Json,
+        _ => negotiated,
+    }
+}
+
+fn decode<T: DeserializeOwned>(
+    message_type: MessageType,
+    encoding: Encoding,
+    payload: &[u8],
+) -> Result<T, ProtocolError> {
+    encoding
+        .deserialize(payload)
+        .map_err(|reason| ProtocolError::Decode {
+            message_type,
+            encoding,
+            payload_len: payload.len(),
+            reason,
+        })
+}
+
+macro_rules! impl_from {
+    ($($variant:ident($ty:ty)),* $(,)?) => {
+        $(impl From<$ty> for Message {
+            fn from(message: $ty) -> Message {
+                Message::$variant(message.into())
+            }
+        })*
+    };
+}
+
+impl_from!(
+    RegistrationRequest(RegistrationRequest),
+    RegistrationResponse(RegistrationResponse),
+    RequestHeaders(RequestHeaders),
+    ResponseHeaders(ResponseHeaders),
+    Decision(Decision),
+    RequestError(RequestError),
+    Cancel(Cancel),
+    CancelAll(CancelAll),
+    ConfigUpdate(ConfigUpdate),
+    GoAway(GoAway),
+    Ping(Ping),
+    Pong(Pong),
+);

@@ -11,7 +11,9 @@ pub enum ProtocolError {
     EmptyFrame,
 
     /// The length prefix exceeds the configured maximum; nothing was allocated for it.
-    #[error("frame length {length} exceeds the maximum of {max} bytes; the connection must be closed")]
+    #[error(
+        "frame length {length} exceeds the maximum of {max} bytes; the connection must be closed"
+    )]
     FrameTooLarge {
         /// The length the peer announced.
         length: u64,

@@ -33,8 +33,7 @@ pub use messages::decision::{
 };
 pub use messages::events::{BodyChunk, RequestHeaders, ResponseHeaders};
 pub use messages::registration::{
-    AuthToken,
-    Capabilities, RegistrationErrorCode, RegistrationRequest, RegistrationResponse,
+    AuthToken, Capabilities, RegistrationErrorCode, RegistrationRequest, RegistrationResponse,
     PROTOCOL_VERSION,
 };
 

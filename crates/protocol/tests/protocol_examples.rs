@@ -41,7 +41,10 @@ fn registration_request_example() {
     assert!(request.capabilities.handles_request_body);
     assert!(!request.capabilities.handles_response_headers);
     assert_eq!(request.capabilities.max_concurrent_requests, Some(100));
-    assert_eq!(request.auth_token.as_ref().map(AuthToken::expose), Some("secret-token"));
+    assert_eq!(
+        request.auth_token.as_ref().map(AuthToken::expose),
+        Some("secret-token")
+    );
     assert_eq!(request.metadata["version"], "1.2.0");
     assert_eq!(request.encodings, ["msgpack", "json"]);
     let original: Value = serde_json::from_str(text).unwrap();
@@ -64,9 +67,18 @@ fn registration_request_parse_classifies_failures() {
         ("not json", RegistrationErrorCode::InvalidRequest),
         ("[1,2]", RegistrationErrorCode::InvalidRequest),
         (r#"{"agent_id":"a"}"#, RegistrationErrorCode::InvalidRequest),
-        (r#"{"protocol_version":"2","agent_id":"a"}"#, RegistrationErrorCode::InvalidRequest),
-        (r#"{"protocol_version":3,"whatever":[]}"#, RegistrationErrorCode::VersionMismatch),
-        (r#"{"protocol_version":2,"agent_id":7}"#, RegistrationErrorCode::InvalidRequest),
+        (
+            r#"{"protocol_version":"2","agent_id":"a"}"#,
+            RegistrationErrorCode::InvalidRequest,
+        ),
+        (
+            r#"{"protocol_version":3,"whatever":[]}"#,
+            RegistrationErrorCode::VersionMismatch,
+        ),
+        (
+            r#"{"protocol_version":2,"agent_id":7}"#,
+            RegistrationErrorCode::InvalidRequest,
+        ),
     ];
     for (text, expected) in cases {
         let (code, message) = RegistrationRequest::parse(text.as_bytes()).unwrap_err();
@@ -78,7 +90,8 @@ fn registration_request_parse_classifies_failures() {
 fn registration_response_examples() {
     let accepted = r#"{ "accepted": true, "assigned_id": "waf-worker-3-conn-7", "config": { "rules_version": "3.4.0" },
   "encoding": "json", "heartbeat_interval_ms": 10000 }"#;
-    let rejected = r#"{ "accepted": false, "error": "auth_failed", "message": "Authentication failed" }"#;
+    let rejected =
+        r#"{ "accepted": false, "error": "auth_failed", "message": "Authentication failed" }"#;
     let Message::RegistrationResponse(response) =
         decode(MessageType::RegistrationResponse, accepted)
     else {
@@ -102,7 +115,10 @@ fn registration_response_examples() {
     else {
         panic!("wrong variant")
     };
-    assert_eq!(*response, RegistrationResponse::rejected(RegistrationErrorCode::AuthFailed));
+    assert_eq!(
+        *response,
+        RegistrationResponse::rejected(RegistrationErrorCode::AuthFailed)
+    );
     assert_eq!(
         reencoded(&Message::RegistrationResponse(response)),
         serde_json::from_str::<Value>(rejected).unwrap()
@@ -131,7 +147,10 @@ fn request_and_response_event_examples() {
     assert_eq!(event.status, 200);
 
     let chunk = r#"{ "request_id": 42, "chunk_index": 0, "data": "aGVsbG8=", "is_last": false }"#;
-    for message_type in [MessageType::RequestBodyChunk, MessageType::ResponseBodyChunk] {
+    for message_type in [
+        MessageType::RequestBodyChunk,
+        MessageType::ResponseBodyChunk,
+    ] {
         let (Message::RequestBodyChunk(chunk) | Message::ResponseBodyChunk(chunk)) =
             decode(message_type, chunk)
         else {
@@ -156,13 +175,21 @@ fn decision_example() {
     assert_eq!(
         decision.request_headers,
         [
-            HeaderOp::Set { name: "x-user".into(), value: "alice".into() },
-            HeaderOp::Remove { name: "cookie".into() }
+            HeaderOp::Set {
+                name: "x-user".into(),
+                value: "alice".into()
+            },
+            HeaderOp::Remove {
+                name: "cookie".into()
+            }
         ]
     );
     assert_eq!(
         decision.response_headers,
-        [HeaderOp::Add { name: "x-waf".into(), value: "checked".into() }]
+        [HeaderOp::Add {
+            name: "x-waf".into(),
+            value: "checked".into()
+        }]
     );
     assert_eq!(decision.body, None);
     let audit = decision.audit.clone().expect("audit");
@@ -176,12 +203,23 @@ fn decision_example() {
 #[test]
 fn decision_action_defaults_and_bodies() {
     let block = r#"{"request_id": 1, "action": "block"}"#;
-    let Message::Decision(d) = decode(MessageType::Decision, block) else { panic!() };
-    assert_eq!(d.action, Action::Block { status: 403, body: None, headers: vec![] });
+    let Message::Decision(d) = decode(MessageType::Decision, block) else {
+        panic!()
+    };
+    assert_eq!(
+        d.action,
+        Action::Block {
+            status: 403,
+            body: None,
+            headers: vec![]
+        }
+    );
 
     let block = r#"{"request_id": 1, "action": "block", "status": 429, "body": "slow down",
                     "headers": [["retry-after", "1"]]}"#;
-    let Message::Decision(d) = decode(MessageType::Decision, block) else { panic!() };
+    let Message::Decision(d) = decode(MessageType::Decision, block) else {
+        panic!()
+    };
     assert_eq!(
         d.action,
         Action::Block {
@@ -192,11 +230,21 @@ fn decision_action_defaults_and_bodies() {
     );
 
     let redirect = r#"{"request_id": 1, "action": "redirect", "location": "/login"}"#;
-    let Message::Decision(d) = decode(MessageType::Decision, redirect) else { panic!() };
-    assert_eq!(d.action, Action::Redirect { location: "/login".into(), status: 302 });
+    let Message::Decision(d) = decode(MessageType::Decision, redirect) else {
+        panic!()
+    };
+    assert_eq!(
+        d.action,
+        Action::Redirect {
+            location: "/login".into(),
+            status: 302
+        }
+    );
 
     let replace = r#"{"request_id": 1, "action": "continue", "body": "aGk="}"#;
-    let Message::Decision(d) = decode(MessageType::Decision, replace) else { panic!() };
+    let Message::Decision(d) = decode(MessageType::Decision, replace) else {
+        panic!()
+    };
     assert_eq!(d.action, Action::Continue);
     assert_eq!(d.body.as_deref(), Some(&b"hi"[..]));
 
@@ -209,19 +257,37 @@ fn decision_action_defaults_and_bodies() {
 #[test]
 fn control_examples() {
     let cases: [(MessageType, &str); 6] = [
-        (MessageType::RequestError, r#"{ "request_id": 42, "code": "internal", "message": "…" }"#),
-        (MessageType::Cancel, r#"{ "request_id": 42, "reason": "client_disconnected" }"#),
+        (
+            MessageType::RequestError,
+            r#"{ "request_id": 42, "code": "internal", "message": "…" }"#,
+        ),
+        (
+            MessageType::Cancel,
+            r#"{ "request_id": 42, "reason": "client_disconnected" }"#,
+        ),
         (MessageType::CancelAll, r#"{ "reason": "…" }"#),
-        (MessageType::ConfigUpdate, r#"{ "config": { "rules_version": "3.5.0" } }"#),
-        (MessageType::GoAway, r#"{ "reason": "shutdown", "grace_ms": 30000 }"#),
+        (
+            MessageType::ConfigUpdate,
+            r#"{ "config": { "rules_version": "3.5.0" } }"#,
+        ),
+        (
+            MessageType::GoAway,
+            r#"{ "reason": "shutdown", "grace_ms": 30000 }"#,
+        ),
         (MessageType::Ping, r#"{ "nonce": 7 }"#),
     ];
     for (message_type, text) in cases {
         let message = decode(message_type, text);
         assert_eq!(message.message_type(), message_type);
-        assert_eq!(reencoded(&message), serde_json::from_str::<Value>(text).unwrap());
+        assert_eq!(
+            reencoded(&message),
+            serde_json::from_str::<Value>(text).unwrap()
+        );
     }
-    assert_eq!(decode(MessageType::Pong, r#"{ "nonce": 7 }"#), Message::Pong(Pong { nonce: 7 }));
+    assert_eq!(
+        decode(MessageType::Pong, r#"{ "nonce": 7 }"#),
+        Message::Pong(Pong { nonce: 7 })
+    );
 }
 
 #[test]
@@ -233,12 +299,21 @@ fn error_codes_and_retryability() {
         .collect();
     assert_eq!(
         permanent,
-        ["invalid_request", "version_mismatch", "invalid_agent_id", "auth_failed", "not_allowed"]
+        [
+            "invalid_request",
+            "version_mismatch",
+            "invalid_agent_id",
+            "auth_failed",
+            "not_allowed"
+        ]
     );
     for code in RegistrationErrorCode::ALL {
         let wire = serde_json::to_value(code).unwrap();
         assert_eq!(wire, Value::String(code.as_str().into()));
-        assert_eq!(serde_json::from_value::<RegistrationErrorCode>(wire).unwrap(), code);
+        assert_eq!(
+            serde_json::from_value::<RegistrationErrorCode>(wire).unwrap(),
+            code
+        );
     }
     let future: RegistrationErrorCode = serde_json::from_str(r#""overloaded""#).unwrap();
     assert_eq!(future, RegistrationErrorCode::Unknown);
@@ -256,19 +331,36 @@ fn tokens_never_show_in_debug_output() {
 #[test]
 fn encoding_negotiation() {
     let offered = Encoding::SUPPORTED;
-    assert_eq!(Encoding::negotiate(["msgpack", "json"], &offered), Encoding::MessagePack);
-    assert_eq!(Encoding::negotiate(["json", "msgpack"], &offered), Encoding::Json);
-    assert_eq!(Encoding::negotiate(["cbor", "msgpack"], &offered), Encoding::MessagePack);
+    assert_eq!(
+        Encoding::negotiate(["msgpack", "json"], &offered),
+        Encoding::MessagePack
+    );
+    assert_eq!(
+        Encoding::negotiate(["json", "msgpack"], &offered),
+        Encoding::Json
+    );
+    assert_eq!(
+        Encoding::negotiate(["cbor", "msgpack"], &offered),
+        Encoding::MessagePack
+    );
     assert_eq!(Encoding::negotiate([], &offered), Encoding::Json);
     assert_eq!(Encoding::negotiate(["cbor"], &offered), Encoding::Json);
-    assert_eq!(Encoding::negotiate(["msgpack"], &[Encoding::Json]), Encoding::Json);
+    assert_eq!(
+        Encoding::negotiate(["msgpack"], &[Encoding::Json]),
+        Encoding::Json
+    );
 }
 
 #[test]
 fn registration_frames_are_json_even_when_msgpack_was_negotiated() {
-    let message = Message::from(RegistrationResponse::rejected(RegistrationErrorCode::Timeout));
+    let message = Message::from(RegistrationResponse::rejected(
+        RegistrationErrorCode::Timeout,
+    ));
     let frame = message.to_frame(Encoding::MessagePack).unwrap();
     let value: Value = serde_json::from_slice(&frame.payload).expect("JSON payload");
     assert_eq!(value["error"], "timeout");
-    assert_eq!(Message::from_frame(&frame, Encoding::MessagePack).unwrap(), message);
+    assert_eq!(
+        Message::from_frame(&frame, Encoding::MessagePack).unwrap(),
+        message
+    );
 }

@@ -102,7 +102,8 @@ pub struct Decision {
     pub request_headers: Vec<HeaderOp>,
     /// Operations on the response headers sent to the client.
     pub response_headers: Vec<HeaderOp>,
-    /// On a reply to a body-chunk event: the replacement for that chunk.
+    /// On an `allow`/`continue` reply to a body-chunk event: the replacement for that chunk.
+    /// Ignored on `block` (whose body is [`Action::Block::body`]) and on `redirect`.
     pub body: Option<Bytes>,
     /// Why.
     pub audit: Option<Audit>,
@@ -254,6 +255,7 @@ impl Serialize for Decision {
                 wire.action = ActionKind::Redirect;
                 wire.status = Some(*status);
                 wire.location = Some(location.clone());
+                wire.body = None;
             }
         }
         wire.serialize(serializer)
@@ -282,9 +284,9 @@ impl<'de> Deserialize<'de> for Decision {
                 headers: wire.headers.unwrap_or_default(),
             },
             ActionKind::Redirect => Action::Redirect {
-                location: wire.location.ok_or_else(|| {
-                    de::Error::custom("a redirect decision needs a `location`")
-                })?,
+                location: wire
+                    .location
+                    .ok_or_else(|| de::Error::custom("a redirect decision needs a `location`"))?,
                 status: wire.status.unwrap_or(DEFAULT_REDIRECT_STATUS),
             },
         };

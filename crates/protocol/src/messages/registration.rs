@@ -187,13 +187,23 @@ impl RegistrationErrorCode {
     /// A plain sentence for the `message` field; never mentions tokens.
     pub fn default_message(self) -> &'static str {
         match self {
-            RegistrationErrorCode::InvalidRequest => "The first frame must be a JSON RegistrationRequest (type 0x01)",
-            RegistrationErrorCode::VersionMismatch => "Unsupported protocol version; this proxy speaks version 2",
-            RegistrationErrorCode::InvalidAgentId => "agent_id must match ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+            RegistrationErrorCode::InvalidRequest => {
+                "The first frame must be a JSON RegistrationRequest (type 0x01)"
+            }
+            RegistrationErrorCode::VersionMismatch => {
+                "Unsupported protocol version; this proxy speaks version 2"
+            }
+            RegistrationErrorCode::InvalidAgentId => {
+                "agent_id must match ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+            }
             RegistrationErrorCode::AuthFailed => "Authentication failed",
             RegistrationErrorCode::NotAllowed => "This agent_id is not on the proxy's allowlist",
-            RegistrationErrorCode::ConnectionLimit => "Too many live connections for this agent_id; retry later",
-            RegistrationErrorCode::Timeout => "The registration did not arrive within the handshake timeout",
+            RegistrationErrorCode::ConnectionLimit => {
+                "Too many live connections for this agent_id; retry later"
+            }
+            RegistrationErrorCode::Timeout => {
+                "The registration did not arrive within the handshake timeout"
+            }
             RegistrationErrorCode::ShuttingDown => "The proxy is shutting down; retry later",
             RegistrationErrorCode::Unknown => "Registration refused",
         }

@@ -105,6 +105,30 @@ impl Frame {
         }
     }
 
+    /// Serializes `payload` in `encoding` into a frame of `message_type`. Use
+    /// [`crate::Message::to_frame`] unless you hold the payload by reference and want to avoid
+    /// building a [`crate::Message`]. Registration types are always encoded as JSON.
+    pub fn encode<T: serde::Serialize>(
+        message_type: MessageType,
+        payload: &T,
+        encoding: crate::Encoding,
+    ) -> Result<Frame, ProtocolError> {
+        let encoding = match message_type {
+            MessageType::RegistrationRequest | MessageType::RegistrationResponse => {
+                crate::Encoding::Json
+            }
+            _ => encoding,
+        };
+        let bytes = encoding
+            .serialize(payload)
+            .map_err(|reason| ProtocolError::Encode {
+                message_type,
+                encoding,
+                reason,
+            })?;
+        Ok(Frame::new(message_type, bytes))
+    }
+
     /// The frame's type if known.
     pub fn message_type(&self) -> Option<MessageType> {
         MessageType::from_byte(self.type_byte)

@@ -65,29 +65,24 @@ impl Message {
 
     /// Encodes the payload in `encoding` (registration frames always in JSON).
     pub fn to_frame(&self, encoding: Encoding) -> Result<Frame, ProtocolError> {
-        let message_type = self.message_type();
-        let encoding = effective_encoding(message_type, encoding);
-        let payload = match self {
-            Message::RegistrationRequest(m) => encoding.serialize(m),
-            Message::RegistrationResponse(m) => encoding.serialize(m),
-            Message::RequestHeaders(m) => encoding.serialize(m),
-            Message::RequestBodyChunk(m) | Message::ResponseBodyChunk(m) => encoding.serialize(m),
-            Message::ResponseHeaders(m) => encoding.serialize(m),
-            Message::Decision(m) => encoding.serialize(m),
-            Message::RequestError(m) => encoding.serialize(m),
-            Message::Cancel(m) => encoding.serialize(m),
-            Message::CancelAll(m) => encoding.serialize(m),
-            Message::ConfigUpdate(m) => encoding.serialize(m),
-            Message::GoAway(m) => encoding.serialize(m),
-            Message::Ping(m) => encoding.serialize(m),
-            Message::Pong(m) => encoding.serialize(m),
+        let t = self.message_type();
+        match self {
+            Message::RegistrationRequest(m) => Frame::encode(t, m, encoding),
+            Message::RegistrationResponse(m) => Frame::encode(t, m, encoding),
+            Message::RequestHeaders(m) => Frame::encode(t, m, encoding),
+            Message::RequestBodyChunk(m) | Message::ResponseBodyChunk(m) => {
+                Frame::encode(t, m, encoding)
+            }
+            Message::ResponseHeaders(m) => Frame::encode(t, m, encoding),
+            Message::Decision(m) => Frame::encode(t, m, encoding),
+            Message::RequestError(m) => Frame::encode(t, m, encoding),
+            Message::Cancel(m) => Frame::encode(t, m, encoding),
+            Message::CancelAll(m) => Frame::encode(t, m, encoding),
+            Message::ConfigUpdate(m) => Frame::encode(t, m, encoding),
+            Message::GoAway(m) => Frame::encode(t, m, encoding),
+            Message::Ping(m) => Frame::encode(t, m, encoding),
+            Message::Pong(m) => Frame::encode(t, m, encoding),
         }
-        .map_err(|reason| ProtocolError::Encode {
-            message_type,
-            encoding,
-            reason,
-        })?;
-        Ok(Frame::new(message_type, payload))
     }
 
     /// Decodes a frame whose payload is in `encoding` (registration frames always in JSON).

@@ -1,0 +1,21 @@
+//! Sentinel, the proxy side of the reverse-connection agent protocol.
+//!
+//! Two paths, two modules: [`reverse`] owns how agents get *in* (listening sockets, the
+//! handshake, registration validation); [`pool`] owns what happens once they are in (the live
+//! connections, dispatching events and correlating decisions, heartbeats, draining).
+//! [`transport`] is the seam between them: a registered connection is the same object whichever
+//! socket it came from. HTTP proxying, configuration files and the binary come later and build on
+//! these.
+
+pub mod pool;
+pub mod reverse;
+pub mod transport;
+
+pub use pool::{
+    AgentPool, AgentReply, AgentRequest, DispatchError, Event, LogicalAgent, PoolSettings,
+};
+pub use reverse::{
+    ListenerError, RegistrationValidator, ReverseConnectionListener, ReverseListenerConfig,
+    TokenRule, TokenSource,
+};
+pub use transport::Transport;

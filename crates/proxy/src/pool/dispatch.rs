@@ -1,0 +1,216 @@
+//! Sending one request's events to an agent and awaiting the replies: [`AgentRequest`] holds a
+//! slot on the chosen connection for the life of the request, correlates replies by
+//! `request_id`, applies the per-event timeout, cancels on drop, and retries an event once on
+//! another connection of the same logical agent when its connection is lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sentinel_agent_protocol::{
+    BodyChunk, Decision, Encoding, Frame, MessageType, ProtocolError, RequestError,
+    RequestHeaders, ResponseHeaders,
+};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::connection::AgentConnection;
+use super::AgentPool;
+
+/// An event the proxy sends about one request. Its `request_id` is set by the connection.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The request's headers.
+    RequestHeaders(RequestHeaders),
+    /// A chunk of the request body.
+    RequestBodyChunk(BodyChunk),
+    /// The upstream's response headers.
+    ResponseHeaders(ResponseHeaders),
+    /// A chunk of the response body.
+    ResponseBodyChunk(BodyChunk),
+}
+
+impl Event {
+    fn encode(&mut self, request_id: u64, encoding: Encoding) -> Result<Frame, ProtocolError> {
+        match self {
+            Event::RequestHeaders(e) => {
+                e.request_id = request_id;
+                Frame::encode(MessageType::RequestHeaders, e, encoding)
+            }
+            Event::RequestBodyChunk(e) => {
+                e.request_id = request_id;
+                Frame::encode(MessageType::RequestBodyChunk, e, encoding)
+            }
+            Event::ResponseHeaders(e) => {
+                e.request_id = request_id;
+                Frame::encode(MessageType::ResponseHeaders, e, encoding)
+            }
+            Event::ResponseBodyChunk(e) => {
+                e.request_id = request_id;
+                Frame::encode(MessageType::ResponseBodyChunk, e, encoding)
+            }
+        }
+    }
+}
+
+/// What an agent answered to an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentReply {
+    /// A Decision.
+    Decision(Decision),
+    /// The agent could not process the event.
+    Error(RequestError),
+}
+
+/// Why an event got no reply. The caller applies the logical agent's failure mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DispatchError {
+    /// No logical agent of that name is configured.
+    #[error("no logical agent named {0:?} is configured")]
+    UnknownAgent(String),
+    /// The logical agent has no live, non-draining connection.
+    #[error("agent {0:?} has no live connection")]
+    NoConnection(String),
+    /// Every live connection of the agent is at its `max_concurrent_requests`.
+    #[error("every connection of agent {0:?} is at its concurrency limit")]
+    Saturated(String),
+    /// No reply within the timeout; a Cancel was sent.
+    #[error("agent {agent:?} did not answer within {timeout:?}")]
+    Timeout {
+        /// The logical agent.
+        agent: String,
+        /// The timeout that elapsed.
+        timeout: Duration,
+    },
+    /// The connection closed before the reply came, and no other connection could take over.
+    #[error("the connection to agent {0:?} was lost before it answered")]
+    ConnectionLost(String),
+    /// The request was cancelled on the proxy's side (CancelAll) before the agent answered.
+    #[error("the request to agent {0:?} was cancelled")]
+    Cancelled(String),
+    /// The event could not be encoded (a bug).
+    #[error("could not encode the event: {0}")]
+    Encode(String),
+}
+
+/// One HTTP request's conversation with one logical agent.
+///
+/// Holds an in-flight slot on its connection until dropped. Dropping it while an event is
+/// awaiting its reply sends Cancel to the agent.
+pub struct AgentRequest {
+    pool: AgentPool,
+    logical: String,
+    connection: Arc<AgentConnection>,
+    request_id: u64,
+    retried: bool,
+}
+
+impl AgentRequest {
+    pub(crate) fn new(pool: AgentPool, logical: String, connection: Arc<AgentConnection>) -> Self {
+        let request_id = connection.next_request_id();
+        AgentRequest {
+            pool,
+            logical,
+            connection,
+            request_id,
+            retried: false,
+        }
+    }
+
+    /// The connection currently serving this request.
+    pub fn assigned_id(&self) -> &str {
+        self.connection.assigned_id()
+    }
+
+    /// The `request_id` on that connection.
+    pub fn request_id(&self) -> u64 {
+        self.request_id
+    }
+
+    /// Sends `event` and waits up to `timeout` for the agent's reply. If the connection is lost
+    /// meanwhile, the event is sent once more on another live connection of the same logical
+    /// agent, within what is left of `timeout`.
+    pub async fn send(
+        &mut self,
+        mut event: Event,
+        timeout: Duration,
+    ) -> Result<AgentReply, DispatchError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let frame = event
+                .encode(self.request_id, self.connection.encoding())
+                .map_err(|e| DispatchError::Encode(e.to_string()))?;
+            match self.attempt(frame, deadline, timeout).await {
+                Err(DispatchError::ConnectionLost(_)) if !self.retried => {
+                    self.retried = true;
+                    self.move_to_another_connection()?;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        frame: Frame,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<AgentReply, DispatchError> {
+        let lost = || DispatchError::ConnectionLost(self.logical.clone());
+        let (reply_tx, reply_rx) = oneshot::channel();
+        if !self.connection.expect_reply(self.request_id, reply_tx) {
+            return Err(lost());
+        }
+        if !self.connection.send_frame(frame).await {
+            self.connection.forget_reply(self.request_id);
+            return Err(lost());
+        }
+        match tokio::time::timeout_at(deadline, reply_rx).await {
+            Ok(Ok(reply)) => {
+                self.connection.record_reply(&reply);
+                Ok(reply)
+            }
+            Ok(Err(_dropped)) if self.connection.is_closed() => Err(lost()),
+            Ok(Err(_dropped)) => Err(DispatchError::Cancelled(self.logical.clone())),
+            Err(_elapsed) => {
+                self.connection.record_timeout();
+                if self.connection.forget_reply(self.request_id) {
+                    self.connection.send_cancel(self.request_id, "timeout");
+                }
+                Err(DispatchError::Timeout {
+                    agent: self.logical.clone(),
+                    timeout,
+                })
+            }
+        }
+    }
+
+    fn move_to_another_connection(&mut self) -> Result<(), DispatchError> {
+        let lost = self.connection.assigned_id().to_string();
+        let next = self
+            .pool
+            .acquire(&self.logical, Some(&lost))
+            .map_err(|_| DispatchError::ConnectionLost(self.logical.clone()))?;
+        tracing::debug!(from = %lost, to = %next.assigned_id(), "retrying event on another connection");
+        let old = std::mem::replace(&mut self.connection, next);
+        old.release_slot();
+        self.request_id = self.connection.next_request_id();
+        Ok(())
+    }
+
+    /// Tells the agent to stop working on this request (if it still is) and ends it.
+    pub fn cancel(self, reason: &str) {
+        if self.connection.forget_reply(self.request_id) {
+            self.connection.send_cancel(self.request_id, reason);
+        }
+    }
+}
+
+impl Drop for AgentRequest {
+    fn drop(&mut self) {
+        if self.connection.forget_reply(self.request_id) {
+            self.connection
+                .send_cancel(self.request_id, "client_disconnected");
+        }
+        self.connection.release_slot();
+    }
+}

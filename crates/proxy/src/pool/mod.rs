@@ -1,0 +1,409 @@
+//! The dispatch path: every registered connection, grouped by `agent_id` and by logical agent.
+//! The pool owns the connection counts (so the per-agent limit is race-free), picks the
+//! least-loaded connection for each request, pushes configuration, and drains everything at
+//! shutdown. It does not accept sockets or validate registrations; that is [`crate::reverse`].
+
+mod connection;
+mod dispatch;
+mod health;
+mod logical;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use sentinel_agent_protocol::RegistrationErrorCode;
+use serde_json::Value;
+
+pub use connection::AgentConnection;
+pub(crate) use connection::{ConnectionIdentity, ConnectionSettings};
+pub use dispatch::{AgentReply, AgentRequest, DispatchError, Event};
+pub use health::{AgentHealth, AgentSnapshot, ConnectionSnapshot, CounterSnapshot};
+pub use logical::LogicalAgent;
+
+/// Connection behaviour shared by every agent connection.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Ping interval for idle connections; a ping unanswered for as long closes it (default 10 s).
+    pub heartbeat_interval: Duration,
+    /// Longest a write to an agent may block before the connection is closed (default 10 s).
+    pub write_timeout: Duration,
+    /// In-flight limit for agents that announce no `max_concurrent_requests` (default 100).
+    pub default_max_in_flight: usize,
+}
+
+impl Default for PoolSettings {
+    fn default() -> PoolSettings {
+        PoolSettings {
+            heartbeat_interval: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            default_max_in_flight: 100,
+        }
+    }
+}
+
+/// Live agent connections. Cheap to clone; all clones share one pool.
+#[derive(Clone)]
+pub struct AgentPool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    state: RwLock<PoolState>,
+    settings: PoolSettings,
+    next_connection_number: AtomicU64,
+    rotation: AtomicUsize,
+    shutting_down: AtomicBool,
+}
+
+#[derive(Default)]
+struct PoolState {
+    logical: Vec<LogicalAgent>,
+    agents: BTreeMap<String, AgentEntry>,
+    /// Logical agent name → the connections serving it.
+    members: HashMap<String, Vec<Arc<AgentConnection>>>,
+}
+
+#[derive(Default)]
+struct AgentEntry {
+    connections: Vec<Arc<AgentConnection>>,
+    /// Registrations accepted by the limit check but not yet live.
+    reserved: usize,
+}
+
+impl AgentPool {
+    /// An empty pool serving `logical` agents.
+    pub fn new(logical: Vec<LogicalAgent>, settings: PoolSettings) -> AgentPool {
+        let state = PoolState {
+            members: logical.iter().map(|l| (l.name.clone(), Vec::new())).collect(),
+            logical,
+            agents: BTreeMap::new(),
+        };
+        AgentPool {
+            inner: Arc::new(PoolInner {
+                state: RwLock::new(state),
+                settings,
+                next_connection_number: AtomicU64::new(1),
+                rotation: AtomicUsize::new(0),
+                shutting_down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The connection settings.
+    pub fn settings(&self) -> &PoolSettings {
+        &self.inner.settings
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, PoolState> {
+        self.inner.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, PoolState> {
+        self.inner.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Check 6 of PROTOCOL.md §3: reserves one of `agent_id`'s `limit` connection slots.
+    /// Reservation and count happen under one lock, so concurrent registrations of the same id
+    /// can never exceed the limit.
+    pub(crate) fn reserve(
+        &self,
+        agent_id: &str,
+        limit: usize,
+    ) -> Result<Reservation, RegistrationErrorCode> {
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            return Err(RegistrationErrorCode::ShuttingDown);
+        }
+        let mut state = self.write();
+        let entry = state.agents.entry(agent_id.to_string()).or_default();
+        if entry.connections.len() + entry.reserved >= limit {
+            if entry.connections.is_empty() && entry.reserved == 0 {
+                state.agents.remove(agent_id);
+            }
+            return Err(RegistrationErrorCode::ConnectionLimit);
+        }
+        entry.reserved += 1;
+        let n = self.inner.next_connection_number.fetch_add(1, Ordering::Relaxed);
+        Ok(Reservation {
+            pool: self.clone(),
+            agent_id: agent_id.to_string(),
+            assigned_id: format!("{agent_id}-conn-{n}"),
+            pending: true,
+        })
+    }
+
+    /// The configuration pushed to `agent_id` at registration.
+    pub fn config_for(&self, agent_id: &str) -> Option<Value> {
+        logical::config_for(&self.read().logical, agent_id).cloned()
+    }
+
+    /// Starts a request on the least-loaded available connection of `logical_agent`.
+    pub fn begin(&self, logical_agent: &str) -> Result<AgentRequest, DispatchError> {
+        let connection = self.acquire(logical_agent, None)?;
+        Ok(AgentRequest::new(
+            self.clone(),
+            logical_agent.to_string(),
+            connection,
+        ))
+    }
+
+    /// Takes an in-flight slot on the least-loaded available connection, skipping `exclude`.
+    /// Ties are broken by rotation so idle connections share the load.
+    pub(crate) fn acquire(
+        &self,
+        logical_agent: &str,
+        exclude: Option<&str>,
+    ) -> Result<Arc<AgentConnection>, DispatchError> {
+        let state = self.read();
+        let members = state
+            .members
+            .get(logical_agent)
+            .ok_or_else(|| DispatchError::UnknownAgent(logical_agent.to_string()))?;
+        if members.is_empty() {
+            return Err(DispatchError::NoConnection(logical_agent.to_string()));
+        }
+        let start = self.inner.rotation.fetch_add(1, Ordering::Relaxed) % members.len();
+        loop {
+            let mut usable = members[start..]
+                .iter()
+                .chain(&members[..start])
+                .filter(|c| c.is_available() && Some(c.assigned_id()) != exclude)
+                .peekable();
+            if usable.peek().is_none() {
+                return Err(DispatchError::NoConnection(logical_agent.to_string()));
+            }
+            let Some(best) = usable
+                .filter(|c| c.has_free_slot())
+                .min_by_key(|c| c.in_flight())
+            else {
+                return Err(DispatchError::Saturated(logical_agent.to_string()));
+            };
+            // Fails only if another caller took its last slot meanwhile; then look again.
+            if best.try_acquire_slot() {
+                return Ok(best.clone());
+            }
+        }
+    }
+
+    fn insert(&self, connection: &Arc<AgentConnection>) {
+        let mut state = self.write();
+        let state = &mut *state;
+        let entry = state
+            .agents
+            .entry(connection.agent_id().to_string())
+            .or_default();
+        entry.reserved = entry.reserved.saturating_sub(1);
+        entry.connections.push(connection.clone());
+        for logical in &state.logical {
+            if logical.serves(connection.agent_id()) {
+                if let Some(members) = state.members.get_mut(&logical.name) {
+                    members.push(connection.clone());
+                }
+            }
+        }
+    }
+
+    fn remove(&self, connection: &Arc<AgentConnection>, reason: &str) {
+        let mut state = self.write();
+        let agent_id = connection.agent_id();
+        let mut removed = false;
+        if let Some(entry) = state.agents.get_mut(agent_id) {
+            let before = entry.connections.len();
+            entry.connections.retain(|c| !Arc::ptr_eq(c, connection));
+            removed = entry.connections.len() != before;
+            if entry.connections.is_empty() && entry.reserved == 0 {
+                state.agents.remove(agent_id);
+            }
+        }
+        for members in state.members.values_mut() {
+            members.retain(|c| !Arc::ptr_eq(c, connection));
+        }
+        if removed {
+            tracing::info!(assigned_id = %connection.assigned_id(), %reason, "agent connection removed from pool");
+        }
+    }
+
+    /// Replaces the logical agents (on configuration reload) and sends a ConfigUpdate to every
+    /// live connection whose pushed config changed. Returns how many were sent.
+    pub fn set_logical_agents(&self, logical: Vec<LogicalAgent>) -> usize {
+        let mut state = self.write();
+        let all: Vec<Arc<AgentConnection>> = state
+            .agents
+            .values()
+            .flat_map(|e| e.connections.iter().cloned())
+            .collect();
+        state.members = logical
+            .iter()
+            .map(|l| {
+                let serving = all.iter().filter(|c| l.serves(c.agent_id())).cloned();
+                (l.name.clone(), serving.collect())
+            })
+            .collect();
+        state.logical = logical;
+        all.iter()
+            .filter(|c| c.push_config(logical::config_for(&state.logical, c.agent_id())))
+            .count()
+    }
+
+    fn all_connections(&self) -> Vec<Arc<AgentConnection>> {
+        self.read()
+            .agents
+            .values()
+            .flat_map(|e| e.connections.iter().cloned())
+            .collect()
+    }
+
+    /// Live connections in the pool.
+    pub fn connection_count(&self) -> usize {
+        self.read().agents.values().map(|e| e.connections.len()).sum()
+    }
+
+    /// Health of one agent id, or `None` if it has no live connection.
+    pub fn get_health(&self, agent_id: &str) -> Option<AgentHealth> {
+        let state = self.read();
+        let entry = state.agents.get(agent_id)?;
+        if entry.connections.is_empty() {
+            return None;
+        }
+        let connections: Vec<_> = entry.connections.iter().map(|c| c.snapshot()).collect();
+        Some(health::summarize(&connections))
+    }
+
+    /// Every registered agent id with its connections and counters.
+    pub fn snapshot(&self) -> Vec<AgentSnapshot> {
+        let state = self.read();
+        state
+            .agents
+            .iter()
+            .filter(|(_, e)| !e.connections.is_empty())
+            .map(|(agent_id, entry)| AgentSnapshot {
+                agent_id: agent_id.clone(),
+                metadata: entry
+                    .connections
+                    .last()
+                    .map(|c| c.metadata().clone())
+                    .unwrap_or_default(),
+                logical_agents: state
+                    .logical
+                    .iter()
+                    .filter(|l| l.serves(agent_id))
+                    .map(|l| l.name.clone())
+                    .collect(),
+                connections: entry.connections.iter().map(|c| c.snapshot()).collect(),
+            })
+            .collect()
+    }
+
+    /// Sends CancelAll on every connection and fails every request awaiting a reply.
+    pub fn cancel_all(&self, reason: &str) {
+        for connection in self.all_connections() {
+            connection.cancel_all(reason);
+        }
+    }
+
+    /// Gracefully drains one connection: GoAway now, close once its requests are done or
+    /// `grace` has passed. Returns `false` if no such connection is live.
+    pub async fn drain(&self, assigned_id: &str, grace: Duration) -> bool {
+        let Some(connection) = self
+            .all_connections()
+            .into_iter()
+            .find(|c| c.assigned_id() == assigned_id)
+        else {
+            return false;
+        };
+        connection.start_draining("drain", grace);
+        wait_for_idle(std::slice::from_ref(&connection), grace).await;
+        connection.close();
+        true
+    }
+
+    /// Refuses new registrations, sends GoAway to every connection, lets in-flight requests
+    /// finish within `grace`, then closes every connection.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        let connections = self.all_connections();
+        tracing::info!(connections = connections.len(), ?grace, "draining agent connections");
+        for connection in &connections {
+            connection.start_draining("shutdown", grace);
+        }
+        wait_for_idle(&connections, grace).await;
+        for connection in self.all_connections() {
+            connection.close();
+        }
+    }
+
+    /// Whether [`AgentPool::shutdown`] has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+async fn wait_for_idle(connections: &[Arc<AgentConnection>], grace: Duration) {
+    let deadline = tokio::time::Instant::now() + grace;
+    while connections.iter().any(|c| c.in_flight() > 0 && !c.is_closed())
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A connection slot held between the limit check and the connection going live. Dropping it
+/// unused gives the slot back.
+pub(crate) struct Reservation {
+    pool: AgentPool,
+    agent_id: String,
+    assigned_id: String,
+    pending: bool,
+}
+
+impl Reservation {
+    pub(crate) fn assigned_id(&self) -> &str {
+        &self.assigned_id
+    }
+
+    /// Turns the reservation into a live connection in the pool.
+    pub(crate) fn activate(
+        mut self,
+        identity: ConnectionIdentity,
+        stream: crate::transport::BoxedStream,
+        read_buffer: bytes::BytesMut,
+        max_frame_length: usize,
+    ) -> Arc<AgentConnection> {
+        let settings = ConnectionSettings {
+            heartbeat_interval: self.pool.inner.settings.heartbeat_interval,
+            write_timeout: self.pool.inner.settings.write_timeout,
+            max_frame_length,
+            default_max_in_flight: self.pool.inner.settings.default_max_in_flight,
+        };
+        let pool = self.pool.clone();
+        let connection =
+            AgentConnection::start(identity, stream, read_buffer, settings, move |conn, why| {
+                pool.remove(conn, why)
+            });
+        self.pending = false;
+        self.pool.insert(&connection);
+        tracing::info!(assigned_id = %connection.assigned_id(), transport = %connection.snapshot().transport, "agent connection added to pool");
+        // It may have closed before it was inserted; its own removal then found nothing.
+        if connection.is_closed() || self.pool.is_shutting_down() {
+            connection.close();
+            self.pool.remove(&connection, "closed during registration");
+        }
+        connection
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.pending {
+            return;
+        }
+        let mut state = self.pool.write();
+        if let Some(entry) = state.agents.get_mut(&self.agent_id) {
+            entry.reserved = entry.reserved.saturating_sub(1);
+            if entry.connections.is_empty() && entry.reserved == 0 {
+                state.agents.remove(&self.agent_id);
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The handshake task of one new connection: read the RegistrationRequest within the handshake
+//! timeout, validate it, take a connection slot from the pool, answer, and hand the connection
+//! to the pool. Runs in its own task, never in the accept loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use sentinel_agent_protocol::{
+    is_valid_agent_id, Encoding, Frame, FrameCodec, Message, RegistrationErrorCode,
+    RegistrationRequest, RegistrationResponse,
+};
+use tokio::io::AsyncWriteExt;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+use super::pending::PendingTicket;
+use super::{RegistrationStats, RegistrationValidator, Rejection};
+use crate::pool::{AgentPool, ConnectionIdentity};
+use crate::transport::{BoxedStream, IncomingConnection};
+
+/// Longest we spend writing a rejection to a peer that may not be reading.
+const REJECTION_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What every handshake task of one listener shares.
+pub(crate) struct HandshakeContext {
+    pub validator: RegistrationValidator,
+    pub pool: AgentPool,
+    pub stats: Arc<RegistrationStats>,
+    pub handshake_timeout: Duration,
+    pub max_connections_per_agent: usize,
+    pub max_frame_length: usize,
+    pub max_registration_frame_length: usize,
+}
+
+type Handshaking = Framed<BoxedStream, FrameCodec>;
+
+pub(crate) async fn run_handshake(
+    ctx: Arc<HandshakeContext>,
+    incoming: IncomingConnection,
+    ticket: PendingTicket,
+    shutdown: CancellationToken,
+) {
+    ctx.stats.handshake_started();
+    let IncomingConnection {
+        stream,
+        transport,
+        peer,
+    } = incoming;
+    let mut framed = Framed::new(
+        stream,
+        FrameCodec::with_max_frame_length(ctx.max_registration_frame_length),
+    );
+    let mut claimed_id = String::new();
+    let outcome = tokio::select! {
+        first = tokio::time::timeout(ctx.handshake_timeout, framed.next()) => match first {
+            Err(_elapsed) => Err(Rejection::new(RegistrationErrorCode::Timeout)),
+            Ok(None) => {
+                tracing::debug!(%peer, %transport, "connection closed before registering");
+                Err(Rejection::new(RegistrationErrorCode::InvalidRequest))
+            }
+            Ok(Some(Err(e))) => Err(Rejection { code: RegistrationErrorCode::InvalidRequest, message: e.to_string() }),
+            Ok(Some(Ok(frame))) => validate(&ctx, &frame, &peer).map_err(|r| {
+                claimed_id = claimed_agent_id(&frame);
+                r
+            }),
+        },
+        _ = ticket.evicted.cancelled() => Err(Rejection {
+            code: RegistrationErrorCode::Timeout,
+            message: "too many handshakes pending; retry later".into(),
+        }),
+        _ = shutdown.cancelled() => Err(Rejection::new(RegistrationErrorCode::ShuttingDown)),
+    };
+    drop(ticket);
+    match outcome {
+        Ok(request) => accept(&ctx, framed, request, transport, peer).await,
+        Err(rejection) => reject(&ctx, framed, rejection, &peer, &claimed_id).await,
+    }
+    ctx.stats.handshake_finished();
+}
+
+fn validate(
+    ctx: &HandshakeContext,
+    frame: &Frame,
+    peer: &str,
+) -> Result<RegistrationRequest, Rejection> {
+    let result = ctx.validator.validate(frame);
+    match &result {
+        Ok(request) => tracing::info!(
+            %peer,
+            agent_id = %request.agent_id,
+            capabilities = ?request.capabilities,
+            encodings = ?request.encodings,
+            "registration request"
+        ),
+        Err(rejection) => tracing::debug!(%peer, code = %rejection.code, "registration request failed validation"),
+    }
+    result
+}
+
+async fn accept(
+    ctx: &HandshakeContext,
+    mut framed: Handshaking,
+    request: RegistrationRequest,
+    transport: crate::transport::Transport,
+    peer: String,
+) {
+    let reservation = match ctx
+        .pool
+        .reserve(&request.agent_id, ctx.max_connections_per_agent)
+    {
+        Ok(reservation) => reservation,
+        Err(code) => {
+            let rejection = Rejection::new(code);
+            return reject(ctx, framed, rejection, &peer, &request.agent_id).await;
+        }
+    };
+    let encoding = Encoding::negotiate(
+        request.encodings.iter().map(String::as_str),
+        &Encoding::SUPPORTED,
+    );
+    let config = ctx.pool.config_for(&request.agent_id);
+    let response = RegistrationResponse::Accepted {
+        assigned_id: reservation.assigned_id().to_string(),
+        config: config.clone(),
+        encoding,
+        heartbeat_interval_ms: ctx.pool.settings().heartbeat_interval.as_millis() as u64,
+    };
+    if let Err(e) = send_response(&mut framed, response, ctx.handshake_timeout).await {
+        tracing::info!(%peer, agent_id = %request.agent_id, "could not send registration response: {e}");
+        return;
+    }
+    ctx.stats.record_accepted();
+    tracing::info!(%peer, agent_id = %request.agent_id, assigned_id = %reservation.assigned_id(), %transport, %encoding, "agent registered");
+    let parts = framed.into_parts();
+    let identity = ConnectionIdentity {
+        assigned_id: reservation.assigned_id().to_string(),
+        agent_id: request.agent_id,
+        transport,
+        peer,
+        capabilities: request.capabilities,
+        metadata: request.metadata,
+        encoding,
+        config,
+    };
+    reservation.activate(identity, parts.io, parts.read_buf, ctx.max_frame_length);
+}
+
+/// The agent id a refused registration claimed, for the log; empty if there is none.
+fn claimed_agent_id(frame: &Frame) -> String {
+    RegistrationRequest::parse(&frame.payload)
+        .map(|r| r.agent_id)
+        .unwrap_or_default()
+}
+
+async fn reject(
+    ctx: &HandshakeContext,
+    mut framed: Handshaking,
+    rejection: Rejection,
+    peer: &str,
+    agent_id: &str,
+) {
+    ctx.stats.record_rejected(rejection.code);
+    // Only a syntactically valid id is logged: anything else came from an unauthenticated peer.
+    let agent_id = if is_valid_agent_id(agent_id) { agent_id } else { "-" };
+    tracing::warn!(%peer, agent_id, code = %rejection.code, message = %rejection.message, "registration rejected");
+    let response = RegistrationResponse::Rejected {
+        error: rejection.code,
+        message: rejection.message,
+    };
+    let _ = send_response(&mut framed, response, REJECTION_WRITE_TIMEOUT).await;
+    let _ = tokio::time::timeout(REJECTION_WRITE_TIMEOUT, framed.get_mut().shutdown()).await;
+}
+
+async fn send_response(
+    framed: &mut Handshaking,
+    response: RegistrationResponse,
+    limit: Duration,
+) -> Result<(), String> {
+    let frame = Message::from(response)
+        .to_frame(Encoding::Json)
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(limit, framed.send(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("peer did not read within {limit:?}")),
+    }
+}

@@ -1,0 +1,178 @@
+//! [`ReverseConnectionListener`]: binds the Unix socket and/or TCP address, and runs the accept
+//! loop. The loop only accepts and spawns: every connection's handshake runs in its own task,
+//! the number pending at once is capped, and an accept error never stops the loop.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+
+use super::handshake::{run_handshake, HandshakeContext};
+use super::pending::PendingHandshakes;
+use super::uds::{bind_uds, SocketFile};
+use super::{RegistrationStats, RegistrationValidator, ReverseListenerConfig};
+use crate::pool::AgentPool;
+use crate::transport::{IncomingConnection, Transport};
+
+/// Pause after an accept error (for example, out of file descriptors) so the loop cannot spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Why the listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// Neither a socket path nor a TCP address is configured.
+    #[error("reverse-listener needs a `path` or a `tcp-address`")]
+    NothingToBind,
+    /// A live process already listens on the socket path.
+    #[error("another process is already listening on {0}; stop it or choose another path")]
+    AlreadyListening(PathBuf),
+    /// The path exists and is not a socket; it is left untouched.
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    /// Binding failed.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The path or address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The reverse-connection listener: where agents dial in.
+pub struct ReverseConnectionListener {
+    uds: Option<(UnixListener, SocketFile)>,
+    tcp: Option<TcpListener>,
+    context: Arc<HandshakeContext>,
+    pending: Arc<PendingHandshakes>,
+}
+
+impl ReverseConnectionListener {
+    /// Binds the configured sockets. Registered connections go into `pool`.
+    pub async fn bind(
+        config: ReverseListenerConfig,
+        pool: AgentPool,
+    ) -> Result<ReverseConnectionListener, ListenerError> {
+        if config.path.is_none() && config.tcp_address.is_none() {
+            return Err(ListenerError::NothingToBind);
+        }
+        let uds = match &config.path {
+            Some(path) => Some(bind_uds(path, config.socket_mode)?),
+            None => None,
+        };
+        let tcp = match config.tcp_address {
+            Some(address) => Some(TcpListener::bind(address).await.map_err(|source| {
+                ListenerError::Bind {
+                    address: address.to_string(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
+        let context = Arc::new(HandshakeContext {
+            validator: RegistrationValidator::new(&config),
+            pool,
+            stats: Arc::new(RegistrationStats::default()),
+            handshake_timeout: config.handshake_timeout,
+            max_connections_per_agent: config.max_connections_per_agent,
+            max_frame_length: config.max_frame_length,
+            max_registration_frame_length: config.max_registration_frame_length,
+        });
+        let listener = ReverseConnectionListener {
+            uds,
+            tcp,
+            context,
+            pending: PendingHandshakes::new(config.max_pending_handshakes),
+        };
+        tracing::info!(
+            path = ?listener.uds_path(),
+            tcp = ?listener.tcp_address(),
+            require_auth = config.require_auth,
+            "reverse listener bound"
+        );
+        Ok(listener)
+    }
+
+    /// The Unix socket path, if bound.
+    pub fn uds_path(&self) -> Option<&Path> {
+        self.uds.as_ref().map(|(_, file)| file.path())
+    }
+
+    /// The bound TCP address (with the real port when configured with port 0).
+    pub fn tcp_address(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Registration counters of this listener.
+    pub fn stats(&self) -> Arc<RegistrationStats> {
+        self.context.stats.clone()
+    }
+
+    /// Accepts connections until `shutdown` is cancelled, then removes the socket file.
+    /// Handshakes still pending at that moment are answered `shutting_down`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let ReverseConnectionListener {
+            uds,
+            tcp,
+            context,
+            pending,
+        } = self;
+        let (uds, _socket_file) = match uds {
+            Some((listener, file)) => (Some(listener), Some(file)),
+            None => (None, None),
+        };
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = accept_uds(uds.as_ref()) => accepted,
+                accepted = accept_tcp(tcp.as_ref()) => accepted,
+            };
+            match accepted {
+                Ok(incoming) => {
+                    tracing::debug!(peer = %incoming.peer, transport = %incoming.transport, "agent connection accepted");
+                    let ticket = pending.admit();
+                    tokio::spawn(run_handshake(
+                        context.clone(),
+                        incoming,
+                        ticket,
+                        shutdown.clone(),
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!("accepting an agent connection failed: {e}");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+            }
+        }
+        tracing::info!("reverse listener stopped");
+    }
+}
+
+async fn accept_uds(listener: Option<&UnixListener>) -> std::io::Result<IncomingConnection> {
+    let Some(listener) = listener else {
+        return std::future::pending().await;
+    };
+    let (stream, _) = listener.accept().await?;
+    Ok(IncomingConnection {
+        stream: Box::new(stream),
+        transport: Transport::Uds,
+        peer: "uds".to_string(),
+    })
+}
+
+async fn accept_tcp(listener: Option<&TcpListener>) -> std::io::Result<IncomingConnection> {
+    let Some(listener) = listener else {
+        return std::future::pending().await;
+    };
+    let (stream, peer) = listener.accept().await?;
+    // Decisions are small and latency-bound.
+    let _ = stream.set_nodelay(true);
+    Ok(IncomingConnection {
+        stream: Box::new(stream),
+        transport: Transport::Tcp,
+        peer: peer.to_string(),
+    })
+}

@@ -1,0 +1,61 @@
+//! Registration counters of one listener: accepted, rejected by error code, pending handshakes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use sentinel_agent_protocol::RegistrationErrorCode;
+use serde::Serialize;
+
+/// Counters shared by the accept loop and the handshake tasks.
+#[derive(Debug, Default)]
+pub struct RegistrationStats {
+    accepted: AtomicU64,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    pending: AtomicU64,
+}
+
+/// A point-in-time copy of [`RegistrationStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RegistrationStatsSnapshot {
+    /// Registrations accepted since start.
+    pub accepted: u64,
+    /// Registrations rejected, by error code.
+    pub rejected: BTreeMap<String, u64>,
+    /// Handshakes in progress right now.
+    pub pending_handshakes: u64,
+}
+
+impl RegistrationStats {
+    pub(crate) fn record_accepted(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_rejected(&self, code: RegistrationErrorCode) {
+        if let Ok(mut rejected) = self.rejected.lock() {
+            *rejected.entry(code.as_str()).or_default() += 1;
+        }
+    }
+
+    pub(crate) fn handshake_started(&self) {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn handshake_finished(&self) {
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The current values.
+    pub fn snapshot(&self) -> RegistrationStatsSnapshot {
+        let rejected = self
+            .rejected
+            .lock()
+            .map(|r| r.iter().map(|(k, v)| (k.to_string(), *v)).collect())
+            .unwrap_or_default();
+        RegistrationStatsSnapshot {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            rejected,
+            pending_handshakes: self.pending.load(Ordering::Relaxed),
+        }
+    }
+}

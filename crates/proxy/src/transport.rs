@@ -1,0 +1,54 @@
+//! The byte streams agents arrive on. Unix, TCP and (later) TLS streams are erased into one
+//! boxed type so that everything after the accept loop has a single code path.
+
+use std::fmt;
+
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Any bidirectional byte stream an agent can speak over.
+pub trait AgentStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> AgentStream for T {}
+
+/// A type-erased agent stream.
+pub type BoxedStream = Box<dyn AgentStream>;
+
+/// How an agent connection reached the proxy, as reported by the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// A Unix domain socket.
+    Uds,
+    /// Plain TCP.
+    Tcp,
+    /// TCP with TLS.
+    Tls,
+}
+
+impl Transport {
+    /// `uds`, `tcp` or `tls`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Uds => "uds",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A freshly accepted, not yet registered connection.
+pub struct IncomingConnection {
+    /// The stream.
+    pub stream: BoxedStream,
+    /// Which listener it came through.
+    pub transport: Transport,
+    /// The peer's address, for logs (`unix` peers show as `uds`).
+    pub peer: String,
+}

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use futures::{SinkExt, StreamExt};
 use sentinel_agent_protocol::{
-    Cancel, CancelAll, Capabilities, ConfigUpdate, Encoding, Frame, FrameCodec, GoAway, Message, MessageType,
-    Ping, Pong, ProtocolError,
+    Cancel, CancelAll, Capabilities, ConfigUpdate, Encoding, Frame, FrameCodec, GoAway, Message,
+    MessageType, Ping, Pong, ProtocolError,
 };
 use serde_json::{Map, Value};
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
@@ -217,7 +217,9 @@ impl AgentConnection {
                     tracing::debug!(assigned_id = %self.assigned_id(), message = %message.message_type(), "outbound queue full or closed; control frame dropped");
                 }
             }
-            Err(e) => tracing::warn!(assigned_id = %self.assigned_id(), "cannot encode control frame: {e}"),
+            Err(e) => {
+                tracing::warn!(assigned_id = %self.assigned_id(), "cannot encode control frame: {e}")
+            }
         }
     }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sentinel_agent_protocol::{
-    BodyChunk, Decision, Encoding, Frame, MessageType, ProtocolError, RequestError,
-    RequestHeaders, ResponseHeaders,
+    BodyChunk, Decision, Encoding, Frame, MessageType, ProtocolError, RequestError, RequestHeaders,
+    ResponseHeaders,
 };
 use tokio::sync::oneshot;
 use tokio::time::Instant;

@@ -76,7 +76,10 @@ impl AgentPool {
     /// An empty pool serving `logical` agents.
     pub fn new(logical: Vec<LogicalAgent>, settings: PoolSettings) -> AgentPool {
         let state = PoolState {
-            members: logical.iter().map(|l| (l.name.clone(), Vec::new())).collect(),
+            members: logical
+                .iter()
+                .map(|l| (l.name.clone(), Vec::new()))
+                .collect(),
             logical,
             agents: BTreeMap::new(),
         };
@@ -124,7 +127,10 @@ impl AgentPool {
             return Err(RegistrationErrorCode::ConnectionLimit);
         }
         entry.reserved += 1;
-        let n = self.inner.next_connection_number.fetch_add(1, Ordering::Relaxed);
+        let n = self
+            .inner
+            .next_connection_number
+            .fetch_add(1, Ordering::Relaxed);
         Ok(Reservation {
             pool: self.clone(),
             agent_id: agent_id.to_string(),
@@ -256,7 +262,11 @@ impl AgentPool {
 
     /// Live connections in the pool.
     pub fn connection_count(&self) -> usize {
-        self.read().agents.values().map(|e| e.connections.len()).sum()
+        self.read()
+            .agents
+            .values()
+            .map(|e| e.connections.len())
+            .sum()
     }
 
     /// Health of one agent id, or `None` if it has no live connection.
@@ -323,7 +333,11 @@ impl AgentPool {
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutting_down.store(true, Ordering::Release);
         let connections = self.all_connections();
-        tracing::info!(connections = connections.len(), ?grace, "draining agent connections");
+        tracing::info!(
+            connections = connections.len(),
+            ?grace,
+            "draining agent connections"
+        );
         for connection in &connections {
             connection.start_draining("shutdown", grace);
         }
@@ -341,7 +355,9 @@ impl AgentPool {
 
 async fn wait_for_idle(connections: &[Arc<AgentConnection>], grace: Duration) {
     let deadline = tokio::time::Instant::now() + grace;
-    while connections.iter().any(|c| c.in_flight() > 0 && !c.is_closed())
+    while connections
+        .iter()
+        .any(|c| c.in_flight() > 0 && !c.is_closed())
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -84,12 +84,10 @@ impl TokenRule {
         let pattern_name = pattern.to_string();
         let secret = match source {
             TokenSource::Value(value) => value.clone(),
-            TokenSource::Env(name) => {
-                std::env::var(name).map_err(|_| TokenError::MissingEnv {
-                    pattern: pattern_name.clone(),
-                    name: name.clone(),
-                })?
-            }
+            TokenSource::Env(name) => std::env::var(name).map_err(|_| TokenError::MissingEnv {
+                pattern: pattern_name.clone(),
+                name: name.clone(),
+            })?,
             TokenSource::File(path) => std::fs::read_to_string(path)
                 .map_err(|source| TokenError::File {
                     pattern: pattern_name.clone(),
@@ -174,7 +172,10 @@ mod tests {
         std::env::set_var("SENTINEL_TEST_TOKEN_AUTH_RS", "from-env");
         let rules = [
             rule("dev-*", TokenSource::Value("only-for-tests".into())),
-            rule("waf-*", TokenSource::Env("SENTINEL_TEST_TOKEN_AUTH_RS".into())),
+            rule(
+                "waf-*",
+                TokenSource::Env("SENTINEL_TEST_TOKEN_AUTH_RS".into()),
+            ),
             rule("auth-agent", TokenSource::File(file)),
             // sha256("test")
             rule(
@@ -200,7 +201,10 @@ mod tests {
     fn load_errors_never_contain_the_secret() {
         let err = TokenRule::load("x", &TokenSource::Env("SENTINEL_SURELY_UNSET_VAR".into()))
             .unwrap_err();
-        assert!(err.to_string().contains("SENTINEL_SURELY_UNSET_VAR"), "{err}");
+        assert!(
+            err.to_string().contains("SENTINEL_SURELY_UNSET_VAR"),
+            "{err}"
+        );
         let err = TokenRule::load("x", &TokenSource::Sha256("abc".into())).unwrap_err();
         assert!(err.to_string().contains("64 hexadecimal"), "{err}");
         let err = TokenRule::load("x", &TokenSource::Value(String::new())).unwrap_err();

@@ -93,7 +93,9 @@ fn validate(
             encodings = ?request.encodings,
             "registration request"
         ),
-        Err(rejection) => tracing::debug!(%peer, code = %rejection.code, "registration request failed validation"),
+        Err(rejection) => {
+            tracing::debug!(%peer, code = %rejection.code, "registration request failed validation")
+        }
     }
     result
 }
@@ -162,7 +164,11 @@ async fn reject(
 ) {
     ctx.stats.record_rejected(rejection.code);
     // Only a syntactically valid id is logged: anything else came from an unauthenticated peer.
-    let agent_id = if is_valid_agent_id(agent_id) { agent_id } else { "-" };
+    let agent_id = if is_valid_agent_id(agent_id) {
+        agent_id
+    } else {
+        "-"
+    };
     tracing::warn!(%peer, agent_id, code = %rejection.code, message = %rejection.message, "registration rejected");
     let response = RegistrationResponse::Rejected {
         error: rejection.code,

@@ -63,15 +63,16 @@ impl ReverseConnectionListener {
             Some(path) => Some(bind_uds(path, config.socket_mode)?),
             None => None,
         };
-        let tcp = match config.tcp_address {
-            Some(address) => Some(TcpListener::bind(address).await.map_err(|source| {
-                ListenerError::Bind {
-                    address: address.to_string(),
-                    source,
-                }
-            })?),
-            None => None,
-        };
+        let tcp =
+            match config.tcp_address {
+                Some(address) => Some(TcpListener::bind(address).await.map_err(|source| {
+                    ListenerError::Bind {
+                        address: address.to_string(),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
         let context = Arc::new(HandshakeContext {
             validator: RegistrationValidator::new(&config),
             pool,

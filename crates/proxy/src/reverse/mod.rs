@@ -17,4 +17,4 @@ pub use auth::{TokenRule, TokenSource};
 pub use config::ReverseListenerConfig;
 pub use listener::{ListenerError, ReverseConnectionListener};
 pub use stats::{RegistrationStats, RegistrationStatsSnapshot};
-pub use validator::{Rejection, RegistrationValidator};
+pub use validator::{RegistrationValidator, Rejection};

@@ -33,7 +33,10 @@ impl Drop for SocketFile {
     }
 }
 
-pub(crate) fn bind_uds(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), ListenerError> {
+pub(crate) fn bind_uds(
+    path: &Path,
+    mode: u32,
+) -> Result<(UnixListener, SocketFile), ListenerError> {
     remove_stale_socket(path)?;
     let listener = UnixListener::bind(path).map_err(|source| ListenerError::Bind {
         address: path.display().to_string(),

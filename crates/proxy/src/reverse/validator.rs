@@ -3,8 +3,7 @@
 //! (check 6) needs the live connection counts and is applied by the pool.
 
 use sentinel_agent_protocol::{
-    is_valid_agent_id, AgentPattern, Frame, MessageType, RegistrationErrorCode,
-    RegistrationRequest,
+    is_valid_agent_id, AgentPattern, Frame, MessageType, RegistrationErrorCode, RegistrationRequest,
 };
 
 use super::auth::{token_is_valid, TokenRule};

@@ -394,10 +394,8 @@ fn handle_frame(
             connection.deliver(error.request_id, AgentReply::Error(error))
         }
         Message::Ping(ping) => connection.send_control(Message::Pong(Pong { nonce: ping.nonce })),
-        Message::Pong(pong) => {
-            if unanswered_ping.is_some_and(|(nonce, _)| nonce == pong.nonce) {
-                *unanswered_ping = None;
-            }
+        Message::Pong(pong) if unanswered_ping.is_some_and(|(nonce, _)| nonce == pong.nonce) => {
+            *unanswered_ping = None;
         }
         Message::GoAway(go_away) => {
             tracing::info!(assigned_id = %connection.assigned_id(), reason = %go_away.reason, "agent asked to drain");

@@ -60,9 +60,8 @@ pub(crate) async fn run_handshake(
                 Err(Rejection::new(RegistrationErrorCode::InvalidRequest))
             }
             Ok(Some(Err(e))) => Err(Rejection { code: RegistrationErrorCode::InvalidRequest, message: e.to_string() }),
-            Ok(Some(Ok(frame))) => validate(&ctx, &frame, &peer).map_err(|r| {
+            Ok(Some(Ok(frame))) => validate(&ctx, &frame, &peer).inspect_err(|_| {
                 claimed_id = claimed_agent_id(&frame);
-                r
             }),
         },
         _ = ticket.evicted.cancelled() => Err(Rejection {

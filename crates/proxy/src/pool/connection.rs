@@ -330,8 +330,9 @@ async fn read_loop(
     heartbeat: Duration,
     on_close: impl FnOnce(&Arc<AgentConnection>, &str),
 ) {
-    let mut heartbeat_timer = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
-    heartbeat_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Re-armed only when it fires, not per frame: the next moment something may be due.
+    let timer = tokio::time::sleep(heartbeat);
+    tokio::pin!(timer);
     let mut last_heard = Instant::now();
     let mut unanswered_ping: Option<(u64, Instant)> = None;
     let mut next_nonce = 1u64;
@@ -349,16 +350,22 @@ async fn read_loop(
                     shrink_if_idle(&mut reader);
                 }
             },
-            _ = heartbeat_timer.tick() => {
-                if let Some((_, sent)) = unanswered_ping {
-                    if sent.elapsed() >= heartbeat {
+            _ = &mut timer => {
+                let now = Instant::now();
+                let next = match unanswered_ping {
+                    Some((_, sent)) if now >= sent + heartbeat => {
                         break format!("no pong within {heartbeat:?}");
                     }
-                } else if last_heard.elapsed() >= heartbeat {
-                    unanswered_ping = Some((next_nonce, Instant::now()));
-                    connection.send_control(Message::Ping(Ping { nonce: next_nonce }));
-                    next_nonce += 1;
-                }
+                    Some((_, sent)) => sent + heartbeat,
+                    None if now >= last_heard + heartbeat => {
+                        unanswered_ping = Some((next_nonce, now));
+                        connection.send_control(Message::Ping(Ping { nonce: next_nonce }));
+                        next_nonce += 1;
+                        now + heartbeat
+                    }
+                    None => last_heard + heartbeat,
+                };
+                timer.as_mut().reset(next);
             }
         }
     };

@@ -60,6 +60,17 @@ impl MessageType {
         MessageType::ALL.into_iter().find(|t| *t as u8 == byte)
     }
 
+    /// The encoding of this type's payload on a connection that negotiated `negotiated`:
+    /// registration frames are always JSON.
+    pub fn payload_encoding(self, negotiated: crate::Encoding) -> crate::Encoding {
+        match self {
+            MessageType::RegistrationRequest | MessageType::RegistrationResponse => {
+                crate::Encoding::Json
+            }
+            _ => negotiated,
+        }
+    }
+
     /// The human name used in logs and errors.
     pub fn name(self) -> &'static str {
         match self {
@@ -113,12 +124,7 @@ impl Frame {
         payload: &T,
         encoding: crate::Encoding,
     ) -> Result<Frame, ProtocolError> {
-        let encoding = match message_type {
-            MessageType::RegistrationRequest | MessageType::RegistrationResponse => {
-                crate::Encoding::Json
-            }
-            _ => encoding,
-        };
+        let encoding = message_type.payload_encoding(encoding);
         let bytes = encoding
             .serialize(payload)
             .map_err(|reason| ProtocolError::Encode {

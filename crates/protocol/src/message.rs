@@ -92,7 +92,7 @@ impl Message {
         let message_type = frame
             .message_type()
             .ok_or(ProtocolError::UnknownMessageType(frame.type_byte))?;
-        let encoding = effective_encoding(message_type, encoding);
+        let encoding = message_type.payload_encoding(encoding);
         let payload = &frame.payload;
         let message = match message_type {
             MessageType::RegistrationRequest => {
@@ -127,13 +127,6 @@ impl Message {
             MessageType::Pong => Message::Pong(decode(message_type, encoding, payload)?),
         };
         Ok(message)
-    }
-}
-
-fn effective_encoding(message_type: MessageType, negotiated: Encoding) -> Encoding {
-    match message_type {
-        MessageType::RegistrationRequest | MessageType::RegistrationResponse => Encoding::Json,
-        _ => negotiated,
     }
 }
 

@@ -321,6 +321,15 @@ fn error_codes_and_retryability() {
 }
 
 #[test]
+fn malformed_tokens_are_not_echoed_in_errors() {
+    let text = r#"{"protocol_version": 2, "agent_id": "a", "auth_token": 73519246}"#;
+    let (code, message) = RegistrationRequest::parse(text.as_bytes()).unwrap_err();
+    assert_eq!(code, RegistrationErrorCode::InvalidRequest);
+    assert!(!message.contains("73519246"), "{message}");
+    assert!(message.contains("auth_token"), "{message}");
+}
+
+#[test]
 fn tokens_never_show_in_debug_output() {
     let mut request = RegistrationRequest::new("waf-1");
     request.auth_token = Some(AuthToken::new("hunter2-secret"));

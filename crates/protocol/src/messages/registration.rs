@@ -114,6 +114,13 @@ impl RegistrationRequest {
                 ))
             }
         }
+        // serde's messages quote the offending value; a malformed token must not be echoed.
+        if object
+            .get("auth_token")
+            .is_some_and(|t| !t.is_string() && !t.is_null())
+        {
+            return Err(invalid("auth_token must be a string or null".into()));
+        }
         serde_json::from_value(value)
             .map_err(|e| invalid(format!("registration does not match the v2 schema: {e}")))
     }

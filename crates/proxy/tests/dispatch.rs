@@ -355,14 +355,22 @@ async fn heartbeat_pings_idle_connections_and_closes_dead_ones() {
 #[tokio::test]
 async fn agent_go_away_stops_new_requests_on_that_connection() {
     let proxy = Proxy::start().await;
-    let (mut leaving, _) = proxy.register(Via::Uds, "waf-1").await;
-    let (_staying, staying_id) = proxy.register(Via::Uds, "waf-2").await;
+    let (mut first, first_id) = proxy.register(Via::Uds, "waf-1").await;
+    let (mut second, _) = proxy.register(Via::Uds, "waf-2").await;
     proxy.wait_for_connections(2).await;
+    // Hold a request on the connection that will leave, so it stays open while draining.
+    let held = proxy.pool.begin("waf").unwrap();
+    let leaving = if held.assigned_id() == first_id {
+        &mut first
+    } else {
+        &mut second
+    };
+    let leaving_id = held.assigned_id().to_string();
     leaving
         .send(
             GoAway {
                 reason: "scale-down".into(),
-                grace_ms: 1000,
+                grace_ms: 5000,
             }
             .into(),
         )
@@ -378,8 +386,9 @@ async fn agent_go_away_stops_new_requests_on_that_connection() {
     )
     .await;
     for _ in 0..5 {
-        assert_eq!(proxy.pool.begin("waf").unwrap().assigned_id(), staying_id);
+        assert_ne!(proxy.pool.begin("waf").unwrap().assigned_id(), leaving_id);
     }
+    drop(held);
 }
 
 #[tokio::test]
@@ -422,4 +431,107 @@ async fn shutdown_sends_go_away_lets_in_flight_finish_then_closes() {
     // No new registrations while shut down.
     proxy.listener_task.await.unwrap();
     assert!(!proxy.socket.exists(), "socket file removed on shutdown");
+}
+
+#[tokio::test]
+async fn after_a_timeout_the_request_is_over_for_that_agent() {
+    let proxy = Proxy::start().await;
+    let (mut agent, _) = proxy.register(Via::Uds, "waf-1").await;
+    proxy.wait_for_connections(1).await;
+    let mut request = proxy.pool.begin("waf").unwrap();
+    let first = request
+        .send(headers_event("/a"), Duration::from_millis(100))
+        .await;
+    assert!(
+        matches!(first, Err(DispatchError::Timeout { .. })),
+        "{first:?}"
+    );
+    let event = agent.recv_event().await.unwrap();
+    // The late block for the first event must never become the reply to a later one.
+    agent
+        .decide(Decision::block(request_id_of(&event), 403))
+        .await;
+    let second = request.send(headers_event("/b"), LONG).await;
+    assert!(
+        matches!(second, Err(DispatchError::Timeout { .. })),
+        "{second:?}"
+    );
+}
+
+#[tokio::test]
+async fn agent_go_away_closes_the_connection_after_its_grace_and_frees_the_slot() {
+    let proxy = Proxy::start_with(
+        |c| c.max_connections_per_agent = 1,
+        PoolSettings::default(),
+        default_logical(),
+    )
+    .await;
+    let (mut leaving, _) = proxy.register(Via::Uds, "waf-1").await;
+    proxy.wait_for_connections(1).await;
+    let held = proxy.pool.begin("waf").unwrap();
+    leaving
+        .send(
+            GoAway {
+                reason: "restart".into(),
+                grace_ms: 300,
+            }
+            .into(),
+        )
+        .await;
+    // Idle after the held request ends: the proxy closes, and the id may register again.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        proxy.pool.connection_count(),
+        1,
+        "in-flight work keeps it open"
+    );
+    drop(held);
+    leaving.expect_closed().await;
+    proxy.wait_for_connections(0).await;
+    let (_again, _) = proxy.register(Via::Uds, "waf-1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_stops_reading_cannot_hold_callers_past_their_timeout() {
+    let settings = PoolSettings {
+        write_timeout: Duration::from_secs(60),
+        ..PoolSettings::default()
+    };
+    let proxy = Proxy::start_with(|_| {}, settings, default_logical()).await;
+    let mut request = RegistrationRequest::new("waf-1");
+    request.capabilities.max_concurrent_requests = Some(1000);
+    let (_agent_not_reading, _) = proxy.register_request(Via::Uds, request).await;
+    proxy.wait_for_connections(1).await;
+    let started = Instant::now();
+    let calls: Vec<_> = (0..400)
+        .map(|i| {
+            let mut request = proxy.pool.begin("waf").unwrap();
+            tokio::spawn(async move {
+                let chunk = BodyChunk {
+                    request_id: 0,
+                    chunk_index: i,
+                    data: vec![b'x'; 128 * 1024].into(),
+                    is_last: true,
+                };
+                request
+                    .send(
+                        sentinel::Event::RequestBodyChunk(chunk),
+                        Duration::from_millis(300),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for call in calls {
+        let outcome = call.await.unwrap();
+        assert!(
+            matches!(outcome, Err(DispatchError::Timeout { .. })),
+            "{outcome:?}"
+        );
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "callers were held {took:?} with a 300 ms timeout"
+    );
 }

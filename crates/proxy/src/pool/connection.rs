@@ -26,8 +26,11 @@ use crate::transport::{BoxedStream, Transport};
 
 /// Frames queued for one connection's writer before senders wait.
 const OUTBOUND_QUEUE: usize = 256;
-/// A read buffer that grew beyond this is released once empty, so idle connections stay small.
-const IDLE_READ_BUFFER: usize = 64 * 1024;
+/// A read or write buffer that grew beyond this is released once empty, so a connection that
+/// carried one large body chunk does not keep its memory while idle.
+const IDLE_BUFFER: usize = 16 * 1024;
+/// Longest grace period honoured when an agent sends GoAway.
+const MAX_AGENT_GRACE: Duration = Duration::from_secs(60);
 
 /// Who a registered connection is and how it talks.
 pub(crate) struct ConnectionIdentity {
@@ -38,7 +41,6 @@ pub(crate) struct ConnectionIdentity {
     pub capabilities: Capabilities,
     pub metadata: Map<String, Value>,
     pub encoding: Encoding,
-    pub config: Option<Value>,
 }
 
 /// Timing and size limits of a connection.
@@ -48,6 +50,7 @@ pub(crate) struct ConnectionSettings {
     pub write_timeout: Duration,
     pub max_frame_length: usize,
     pub default_max_in_flight: usize,
+    pub max_in_flight_limit: usize,
 }
 
 /// A live, registered agent connection. Shared by the pool and by in-flight requests.
@@ -70,6 +73,7 @@ impl AgentConnection {
     /// after the connection has failed every waiting request.
     pub(crate) fn start(
         identity: ConnectionIdentity,
+        config: Option<Value>,
         stream: BoxedStream,
         read_buffer: bytes::BytesMut,
         settings: ConnectionSettings,
@@ -80,8 +84,7 @@ impl AgentConnection {
             .capabilities
             .max_concurrent_requests
             .map_or(settings.default_max_in_flight, |n| n as usize)
-            .max(1);
-        let config = identity.config.clone();
+            .clamp(1, settings.max_in_flight_limit);
         let connection = Arc::new(AgentConnection {
             identity,
             connected_at: SystemTime::now(),
@@ -99,7 +102,9 @@ impl AgentConnection {
         let codec = FrameCodec::with_max_frame_length(settings.max_frame_length);
         let mut reader = FramedRead::new(read_half, codec);
         *reader.read_buffer_mut() = read_buffer;
-        let writer = FramedWrite::new(write_half, codec);
+        let mut writer = FramedWrite::new(write_half, codec);
+        // Buffers start empty and grow to the frames actually sent (idle connections stay small).
+        *writer.write_buffer_mut() = bytes::BytesMut::new();
         tokio::spawn(write_loop(
             connection.clone(),
             outbound_rx,
@@ -209,31 +214,42 @@ impl AgentConnection {
         }
     }
 
-    /// Queues a control message without waiting; dropped if the queue is full or closed.
-    pub(crate) fn send_control(&self, message: Message) {
-        match message.to_frame(self.encoding()) {
-            Ok(frame) => {
-                if self.outbound.try_send(frame).is_err() {
-                    tracing::debug!(assigned_id = %self.assigned_id(), message = %message.message_type(), "outbound queue full or closed; control frame dropped");
-                }
-            }
+    /// Queues a control message without waiting. Returns `false` (and logs) if it was dropped
+    /// because the queue is full or the connection closed.
+    pub(crate) fn send_control(&self, message: Message) -> bool {
+        let frame = match message.to_frame(self.encoding()) {
+            Ok(frame) => frame,
             Err(e) => {
-                tracing::warn!(assigned_id = %self.assigned_id(), "cannot encode control frame: {e}")
+                tracing::warn!(assigned_id = %self.assigned_id(), "cannot encode control frame: {e}");
+                return false;
             }
+        };
+        let queued = self.outbound.try_send(frame).is_ok();
+        if !queued && !self.is_closed() {
+            tracing::warn!(assigned_id = %self.assigned_id(), message = %message.message_type(), "outbound queue full; control frame dropped");
         }
+        queued
     }
 
     pub(crate) fn send_cancel(&self, request_id: u64, reason: &str) {
-        self.send_control(Message::Cancel(Cancel {
+        let _ = self.send_control(Message::Cancel(Cancel {
             request_id,
             reason: reason.to_string(),
         }));
     }
 
+    /// Resolves once no request is in flight, the connection closed, or `grace` passed.
+    pub(crate) async fn idle_or_closed(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        while self.in_flight() > 0 && !self.is_closed() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Stops new requests here and tells the agent with a GoAway.
     pub(crate) fn start_draining(&self, reason: &str, grace: Duration) {
         if !self.draining.swap(true, Ordering::AcqRel) {
-            self.send_control(Message::GoAway(GoAway {
+            let _ = self.send_control(Message::GoAway(GoAway {
                 reason: reason.to_string(),
                 grace_ms: grace.as_millis() as u64,
             }));
@@ -241,6 +257,8 @@ impl AgentConnection {
     }
 
     /// Sends a ConfigUpdate if `config` differs from what this connection last received.
+    /// The new config is recorded only once queued, so a dropped update is sent again on the
+    /// next reload.
     pub(crate) fn push_config(&self, config: Option<&Value>) -> bool {
         let Ok(mut current) = self.config.lock() else {
             return false;
@@ -248,17 +266,18 @@ impl AgentConnection {
         if current.as_ref() == config {
             return false;
         }
-        *current = config.cloned();
-        drop(current);
-        self.send_control(Message::ConfigUpdate(ConfigUpdate {
+        let queued = self.send_control(Message::ConfigUpdate(ConfigUpdate {
             config: config.cloned().unwrap_or(Value::Null),
         }));
-        true
+        if queued {
+            *current = config.cloned();
+        }
+        queued
     }
 
     /// Sends CancelAll and fails every request waiting for a reply on this connection.
     pub(crate) fn cancel_all(&self, reason: &str) {
-        self.send_control(Message::CancelAll(CancelAll {
+        let _ = self.send_control(Message::CancelAll(CancelAll {
             reason: reason.to_string(),
         }));
         self.forget_all_replies();
@@ -359,7 +378,7 @@ async fn read_loop(
                     Some((_, sent)) => sent + heartbeat,
                     None if now >= last_heard + heartbeat => {
                         unanswered_ping = Some((next_nonce, now));
-                        connection.send_control(Message::Ping(Ping { nonce: next_nonce }));
+                        let _ = connection.send_control(Message::Ping(Ping { nonce: next_nonce }));
                         next_nonce += 1;
                         now + heartbeat
                     }
@@ -374,7 +393,7 @@ async fn read_loop(
 }
 
 fn handle_frame(
-    connection: &AgentConnection,
+    connection: &Arc<AgentConnection>,
     frame: &Frame,
     unanswered_ping: &mut Option<(u64, Instant)>,
 ) -> Result<(), ProtocolError> {
@@ -400,13 +419,24 @@ fn handle_frame(
         Message::RequestError(error) => {
             connection.deliver(error.request_id, AgentReply::Error(error))
         }
-        Message::Ping(ping) => connection.send_control(Message::Pong(Pong { nonce: ping.nonce })),
+        Message::Ping(ping) => {
+            let _ = connection.send_control(Message::Pong(Pong { nonce: ping.nonce }));
+        }
         Message::Pong(pong) if unanswered_ping.is_some_and(|(nonce, _)| nonce == pong.nonce) => {
             *unanswered_ping = None;
         }
         Message::GoAway(go_away) => {
-            tracing::info!(assigned_id = %connection.assigned_id(), reason = %go_away.reason, "agent asked to drain");
-            connection.draining.store(true, Ordering::Release);
+            tracing::info!(assigned_id = %connection.assigned_id(), reason = %go_away.reason, grace_ms = go_away.grace_ms, "agent asked to drain");
+            if !connection.draining.swap(true, Ordering::AcqRel) {
+                // Close once idle or after the grace period (capped), so the connection does not
+                // keep counting against the agent's connection limit.
+                let grace = Duration::from_millis(go_away.grace_ms).min(MAX_AGENT_GRACE);
+                let connection = connection.clone();
+                tokio::spawn(async move {
+                    connection.idle_or_closed(grace).await;
+                    connection.close();
+                });
+            }
         }
         _ => {}
     }
@@ -415,7 +445,7 @@ fn handle_frame(
 
 fn shrink_if_idle(reader: &mut Reader) {
     let buffer = reader.read_buffer_mut();
-    if buffer.is_empty() && buffer.capacity() > IDLE_READ_BUFFER {
+    if buffer.is_empty() && buffer.capacity() > IDLE_BUFFER {
         *buffer = bytes::BytesMut::new();
     }
 }
@@ -451,13 +481,13 @@ async fn write_loop(
             }
         }
     }
-    // Send what is still queued (a GoAway, a last Cancel), briefly, then close our side.
-    while let Ok(frame) = outbound.try_recv() {
-        if writer.feed(frame).await.is_err() {
-            break;
-        }
-    }
+    // Send what is still queued (a GoAway, a last Cancel), within a second, then close our side.
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(frame) = outbound.try_recv() {
+            if writer.feed(frame).await.is_err() {
+                return;
+            }
+        }
         let _ = writer.flush().await;
         let _ = writer.get_mut().shutdown().await;
     })
@@ -474,5 +504,10 @@ async fn write_batch(
     while let Ok(frame) = outbound.try_recv() {
         writer.feed(frame).await?;
     }
-    writer.flush().await
+    writer.flush().await?;
+    let buffer = writer.write_buffer_mut();
+    if buffer.is_empty() && buffer.capacity() > IDLE_BUFFER {
+        *buffer = bytes::BytesMut::new();
+    }
+    Ok(())
 }

@@ -30,6 +30,12 @@ pub enum Event {
 }
 
 impl Event {
+    /// Header events may be retried on another connection: body chunks may not, since the
+    /// other agent never saw the start of that body.
+    fn may_retry_elsewhere(&self) -> bool {
+        matches!(self, Event::RequestHeaders(_) | Event::ResponseHeaders(_))
+    }
+
     fn encode(&mut self, request_id: u64, encoding: Encoding) -> Result<Frame, ProtocolError> {
         match self {
             Event::RequestHeaders(e) => {
@@ -101,7 +107,9 @@ pub struct AgentRequest {
     logical: String,
     connection: Arc<AgentConnection>,
     request_id: u64,
-    retried: bool,
+    /// Set once an event failed: the agent may still answer it later, and that late answer
+    /// must never be taken for the reply to a following event.
+    failed: Option<DispatchError>,
 }
 
 impl AgentRequest {
@@ -112,7 +120,7 @@ impl AgentRequest {
             logical,
             connection,
             request_id,
-            retried: false,
+            failed: None,
         }
     }
 
@@ -127,26 +135,38 @@ impl AgentRequest {
     }
 
     /// Sends `event` and waits up to `timeout` for the agent's reply. If the connection is lost
-    /// meanwhile, the event is sent once more on another live connection of the same logical
-    /// agent, within what is left of `timeout`.
+    /// meanwhile, a header event is sent once more on another live connection of the same
+    /// logical agent, within what is left of `timeout`. After a failure the request is over for
+    /// this agent: later calls return the same error.
     pub async fn send(
         &mut self,
         mut event: Event,
         timeout: Duration,
     ) -> Result<AgentReply, DispatchError> {
+        if let Some(failed) = &self.failed {
+            return Err(failed.clone());
+        }
         let deadline = Instant::now() + timeout;
-        loop {
+        let mut retried = false;
+        let outcome = loop {
             let frame = event
                 .encode(self.request_id, self.connection.encoding())
                 .map_err(|e| DispatchError::Encode(e.to_string()))?;
             match self.attempt(frame, deadline, timeout).await {
-                Err(DispatchError::ConnectionLost(_)) if !self.retried => {
-                    self.retried = true;
-                    self.move_to_another_connection()?;
+                Err(DispatchError::ConnectionLost(_))
+                    if !retried
+                        && event.may_retry_elsewhere()
+                        && self.move_to_another_connection() =>
+                {
+                    retried = true;
                 }
-                outcome => return outcome,
+                outcome => break outcome,
             }
+        };
+        if let Err(e) = &outcome {
+            self.failed = Some(e.clone());
         }
+        outcome
     }
 
     async fn attempt(
@@ -160,9 +180,24 @@ impl AgentRequest {
         if !self.connection.expect_reply(self.request_id, reply_tx) {
             return Err(lost());
         }
-        if !self.connection.send_frame(frame).await {
-            self.connection.forget_reply(self.request_id);
-            return Err(lost());
+        let timed_out = || {
+            self.connection.record_timeout();
+            if self.connection.forget_reply(self.request_id) {
+                self.connection.send_cancel(self.request_id, "timeout");
+            }
+            DispatchError::Timeout {
+                agent: self.logical.clone(),
+                timeout,
+            }
+        };
+        // A full queue (an agent that stopped reading) must not hold the caller past its timeout.
+        match tokio::time::timeout_at(deadline, self.connection.send_frame(frame)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.connection.forget_reply(self.request_id);
+                return Err(lost());
+            }
+            Err(_elapsed) => return Err(timed_out()),
         }
         match tokio::time::timeout_at(deadline, reply_rx).await {
             Ok(Ok(reply)) => {
@@ -171,30 +206,21 @@ impl AgentRequest {
             }
             Ok(Err(_dropped)) if self.connection.is_closed() => Err(lost()),
             Ok(Err(_dropped)) => Err(DispatchError::Cancelled(self.logical.clone())),
-            Err(_elapsed) => {
-                self.connection.record_timeout();
-                if self.connection.forget_reply(self.request_id) {
-                    self.connection.send_cancel(self.request_id, "timeout");
-                }
-                Err(DispatchError::Timeout {
-                    agent: self.logical.clone(),
-                    timeout,
-                })
-            }
+            Err(_elapsed) => Err(timed_out()),
         }
     }
 
-    fn move_to_another_connection(&mut self) -> Result<(), DispatchError> {
+    /// Moves this request to another live connection; `false` if there is none.
+    fn move_to_another_connection(&mut self) -> bool {
         let lost = self.connection.assigned_id().to_string();
-        let next = self
-            .pool
-            .acquire(&self.logical, Some(&lost))
-            .map_err(|_| DispatchError::ConnectionLost(self.logical.clone()))?;
+        let Ok(next) = self.pool.acquire(&self.logical, Some(&lost)) else {
+            return false;
+        };
         tracing::debug!(from = %lost, to = %next.assigned_id(), "retrying event on another connection");
         let old = std::mem::replace(&mut self.connection, next);
         old.release_slot();
         self.request_id = self.connection.next_request_id();
-        Ok(())
+        true
     }
 
     /// Tells the agent to stop working on this request (if it still is) and ends it.

@@ -31,6 +31,9 @@ pub struct PoolSettings {
     pub write_timeout: Duration,
     /// In-flight limit for agents that announce no `max_concurrent_requests` (default 100).
     pub default_max_in_flight: usize,
+    /// Upper bound on any connection's in-flight limit, whatever the agent announces
+    /// (default 1024).
+    pub max_in_flight_limit: usize,
 }
 
 impl Default for PoolSettings {
@@ -39,6 +42,7 @@ impl Default for PoolSettings {
             heartbeat_interval: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
             default_max_in_flight: 100,
+            max_in_flight_limit: 1024,
         }
     }
 }
@@ -63,6 +67,19 @@ struct PoolState {
     agents: BTreeMap<String, AgentEntry>,
     /// Logical agent name → the connections serving it.
     members: HashMap<String, Vec<Arc<AgentConnection>>>,
+}
+
+impl PoolState {
+    /// Drops the entry of an id with no connection and no reservation left.
+    fn forget_if_empty(&mut self, agent_id: &str) {
+        if self
+            .agents
+            .get(agent_id)
+            .is_some_and(|e| e.connections.is_empty() && e.reserved == 0)
+        {
+            self.agents.remove(agent_id);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -121,9 +138,7 @@ impl AgentPool {
         let mut state = self.write();
         let entry = state.agents.entry(agent_id.to_string()).or_default();
         if entry.connections.len() + entry.reserved >= limit {
-            if entry.connections.is_empty() && entry.reserved == 0 {
-                state.agents.remove(agent_id);
-            }
+            state.forget_if_empty(agent_id);
             return Err(RegistrationErrorCode::ConnectionLimit);
         }
         entry.reserved += 1;
@@ -218,10 +233,8 @@ impl AgentPool {
             let before = entry.connections.len();
             entry.connections.retain(|c| !Arc::ptr_eq(c, connection));
             removed = entry.connections.len() != before;
-            if entry.connections.is_empty() && entry.reserved == 0 {
-                state.agents.remove(agent_id);
-            }
         }
+        state.forget_if_empty(agent_id);
         for members in state.members.values_mut() {
             members.retain(|c| !Arc::ptr_eq(c, connection));
         }
@@ -233,22 +246,33 @@ impl AgentPool {
     /// Replaces the logical agents (on configuration reload) and sends a ConfigUpdate to every
     /// live connection whose pushed config changed. Returns how many were sent.
     pub fn set_logical_agents(&self, logical: Vec<LogicalAgent>) -> usize {
-        let mut state = self.write();
-        let all: Vec<Arc<AgentConnection>> = state
-            .agents
-            .values()
-            .flat_map(|e| e.connections.iter().cloned())
-            .collect();
-        state.members = logical
+        let pushes: Vec<(Arc<AgentConnection>, Option<Value>)> = {
+            let mut state = self.write();
+            let all: Vec<Arc<AgentConnection>> = state
+                .agents
+                .values()
+                .flat_map(|e| e.connections.iter().cloned())
+                .collect();
+            state.members = logical
+                .iter()
+                .map(|l| {
+                    let serving = all.iter().filter(|c| l.serves(c.agent_id())).cloned();
+                    (l.name.clone(), serving.collect())
+                })
+                .collect();
+            let pushes = all
+                .into_iter()
+                .map(|c| {
+                    let config = logical::config_for(&logical, c.agent_id()).cloned();
+                    (c, config)
+                })
+                .collect();
+            state.logical = logical;
+            pushes
+        };
+        pushes
             .iter()
-            .map(|l| {
-                let serving = all.iter().filter(|c| l.serves(c.agent_id())).cloned();
-                (l.name.clone(), serving.collect())
-            })
-            .collect();
-        state.logical = logical;
-        all.iter()
-            .filter(|c| c.push_config(logical::config_for(&state.logical, c.agent_id())))
+            .filter(|(connection, config)| connection.push_config(config.as_ref()))
             .count()
     }
 
@@ -354,14 +378,7 @@ impl AgentPool {
 }
 
 async fn wait_for_idle(connections: &[Arc<AgentConnection>], grace: Duration) {
-    let deadline = tokio::time::Instant::now() + grace;
-    while connections
-        .iter()
-        .any(|c| c.in_flight() > 0 && !c.is_closed())
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    futures::future::join_all(connections.iter().map(|c| c.idle_or_closed(grace))).await;
 }
 
 /// A connection slot held between the limit check and the connection going live. Dropping it
@@ -382,6 +399,7 @@ impl Reservation {
     pub(crate) fn activate(
         mut self,
         identity: ConnectionIdentity,
+        config: Option<Value>,
         stream: crate::transport::BoxedStream,
         read_buffer: bytes::BytesMut,
         max_frame_length: usize,
@@ -391,12 +409,17 @@ impl Reservation {
             write_timeout: self.pool.inner.settings.write_timeout,
             max_frame_length,
             default_max_in_flight: self.pool.inner.settings.default_max_in_flight,
+            max_in_flight_limit: self.pool.inner.settings.max_in_flight_limit,
         };
         let pool = self.pool.clone();
-        let connection =
-            AgentConnection::start(identity, stream, read_buffer, settings, move |conn, why| {
-                pool.remove(conn, why)
-            });
+        let connection = AgentConnection::start(
+            identity,
+            config,
+            stream,
+            read_buffer,
+            settings,
+            move |conn, why| pool.remove(conn, why),
+        );
         self.pending = false;
         self.pool.insert(&connection);
         tracing::info!(assigned_id = %connection.assigned_id(), transport = %connection.snapshot().transport, "agent connection added to pool");
@@ -417,9 +440,7 @@ impl Drop for Reservation {
         let mut state = self.pool.write();
         if let Some(entry) = state.agents.get_mut(&self.agent_id) {
             entry.reserved = entry.reserved.saturating_sub(1);
-            if entry.connections.is_empty() && entry.reserved == 0 {
-                state.agents.remove(&self.agent_id);
-            }
         }
+        state.forget_if_empty(&self.agent_id);
     }
 }

@@ -19,6 +19,12 @@ use super::{RegistrationStats, RegistrationValidator, Rejection};
 use crate::pool::{AgentPool, ConnectionIdentity};
 use crate::transport::{BoxedStream, IncomingConnection};
 
+/// Initial read buffer: most registrations fit; larger ones grow it to the frame's size.
+const HANDSHAKE_READ_BUFFER: usize = 1024;
+
+/// Longest rejection message written to the log: the text may quote what a peer sent.
+const MAX_LOGGED_MESSAGE: usize = 200;
+
 /// Longest we spend writing a rejection to a peer that may not be reading.
 const REJECTION_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -47,9 +53,10 @@ pub(crate) async fn run_handshake(
         transport,
         peer,
     } = incoming;
-    let mut framed = Framed::new(
+    let mut framed = Framed::with_capacity(
         stream,
         FrameCodec::with_max_frame_length(ctx.max_registration_frame_length),
+        HANDSHAKE_READ_BUFFER,
     );
     let mut claimed_id = String::new();
     let outcome = tokio::select! {
@@ -57,7 +64,8 @@ pub(crate) async fn run_handshake(
             Err(_elapsed) => Err(Rejection::new(RegistrationErrorCode::Timeout)),
             Ok(None) => {
                 tracing::debug!(%peer, %transport, "connection closed before registering");
-                Err(Rejection::new(RegistrationErrorCode::InvalidRequest))
+                ctx.stats.handshake_finished();
+                return;
             }
             Ok(Some(Err(e))) => Err(Rejection { code: RegistrationErrorCode::InvalidRequest, message: e.to_string() }),
             Ok(Some(Ok(frame))) => validate(&ctx, &frame, &peer).inspect_err(|_| {
@@ -142,9 +150,14 @@ async fn accept(
         capabilities: request.capabilities,
         metadata: request.metadata,
         encoding,
-        config,
     };
-    reservation.activate(identity, parts.io, parts.read_buf, ctx.max_frame_length);
+    reservation.activate(
+        identity,
+        config,
+        parts.io,
+        parts.read_buf,
+        ctx.max_frame_length,
+    );
 }
 
 /// The agent id a refused registration claimed, for the log; empty if there is none.
@@ -168,7 +181,8 @@ async fn reject(
     } else {
         "-"
     };
-    tracing::warn!(%peer, agent_id, code = %rejection.code, message = %rejection.message, "registration rejected");
+    let message = truncated(&rejection.message, MAX_LOGGED_MESSAGE);
+    tracing::warn!(%peer, agent_id, code = %rejection.code, message, "registration rejected");
     let response = RegistrationResponse::Rejected {
         error: rejection.code,
         message: rejection.message,
@@ -189,5 +203,12 @@ async fn send_response(
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("peer did not read within {limit:?}")),
+    }
+}
+
+fn truncated(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
     }
 }

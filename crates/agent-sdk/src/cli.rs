@@ -1,0 +1,92 @@
+//! [`ConnectArgs`]: the command-line flags every agent binary shares (`--connect`, `--agent-id`,
+//! `--auth-token-env`, `--connections`, `--max-concurrent`), ready to `#[command(flatten)]` into
+//! an agent's own clap parser, and their translation into a [`RunnerConfig`].
+
+use crate::address::ProxyAddr;
+use crate::config::RunnerConfig;
+use crate::error::ConfigError;
+
+/// The standard agent flags (PROTOCOL.md §8).
+#[derive(Debug, Clone, clap::Parser)]
+pub struct ConnectArgs {
+    /// Proxy to dial: unix:/path/to/agents.sock, tcp:host:port (tls: is not supported yet).
+    /// Repeat to serve several proxies.
+    #[arg(long = "connect", value_name = "ADDR", required = true)]
+    pub connect: Vec<ProxyAddr>,
+    /// The id this agent registers with, e.g. waf-1.
+    #[arg(long, value_name = "ID")]
+    pub agent_id: String,
+    /// Environment variable holding the registration token.
+    #[arg(long, value_name = "VAR")]
+    pub auth_token_env: Option<String>,
+    /// Connections kept open to each proxy.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub connections: usize,
+    /// Events processed at once on one connection.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_concurrent: u32,
+}
+
+impl ConnectArgs {
+    /// The runner configuration these flags describe (reads the token variable now).
+    pub fn to_config(&self) -> Result<RunnerConfig, ConfigError> {
+        let mut config = RunnerConfig::new(self.agent_id.clone());
+        config.proxies = self.connect.clone();
+        config.connections_per_proxy = self.connections;
+        config.max_concurrent_requests = self.max_concurrent;
+        if let Some(name) = &self.auth_token_env {
+            config.auth_token = Some(RunnerConfig::token_from_env(name)?);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        #[arg(long)]
+        rules: Option<String>,
+    }
+
+    #[test]
+    fn flags_parse_and_repeat() {
+        std::env::set_var("SENTINEL_SDK_TEST_TOKEN_CLI", "t0ken");
+        let cli = Cli::try_parse_from([
+            "agent",
+            "--connect",
+            "unix:/run/a.sock",
+            "--connect",
+            "tcp:127.0.0.1:9090",
+            "--agent-id",
+            "waf-1",
+            "--auth-token-env",
+            "SENTINEL_SDK_TEST_TOKEN_CLI",
+            "--connections",
+            "2",
+            "--rules",
+            "r.json",
+        ])
+        .unwrap();
+        let config = cli.connect.to_config().unwrap();
+        assert_eq!(config.proxies.len(), 2);
+        assert_eq!(config.connections_per_proxy, 2);
+        assert_eq!(config.auth_token.unwrap().expose(), "t0ken");
+        assert_eq!(cli.rules.as_deref(), Some("r.json"));
+    }
+
+    #[test]
+    fn bad_flags_fail_with_a_message() {
+        let missing = Cli::try_parse_from(["agent", "--agent-id", "x"]);
+        assert!(missing.is_err());
+        let bad = Cli::try_parse_from(["agent", "--connect", "http:x", "--agent-id", "x"]);
+        let err = bad.err().unwrap().to_string();
+        assert!(err.contains("unknown scheme"), "{err}");
+    }
+}

@@ -1,0 +1,84 @@
+//! One registration attempt (PROTOCOL.md §3): dial the proxy, send the RegistrationRequest
+//! (always JSON), and read the RegistrationResponse, all within one timeout. Success yields a
+//! [`Registered`] connection ready to serve; a refusal yields its error code, which decides
+//! between "retry" and "give up" upstream in the runner.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use sentinel_agent_protocol::{
+    Encoding, FrameCodec, Message, RegistrationRequest, RegistrationResponse,
+};
+use serde_json::Value;
+use tokio_util::codec::Framed;
+
+use crate::address::{BoxedStream, ProxyAddr};
+use crate::error::{DialError, RegisterError};
+
+/// A connection the proxy accepted.
+pub(crate) struct Registered {
+    pub framed: Framed<BoxedStream, FrameCodec>,
+    pub assigned_id: String,
+    pub encoding: Encoding,
+    pub config: Option<Value>,
+    /// `None` when the proxy announced no heartbeat (0 ms).
+    pub heartbeat: Option<Duration>,
+}
+
+/// Dials `proxy` and registers with `request`. The whole exchange is bounded by `timeout`.
+pub(crate) async fn register(
+    proxy: &ProxyAddr,
+    request: &RegistrationRequest,
+    timeout: Duration,
+    max_frame_length: usize,
+) -> Result<Registered, RegisterError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let stream = proxy.dial(timeout).await?;
+    let mut framed = Framed::new(stream, FrameCodec::with_max_frame_length(max_frame_length));
+    let frame = Message::RegistrationRequest(Box::new(request.clone())).to_frame(Encoding::Json)?;
+    let exchange = async {
+        framed.send(frame).await?;
+        match framed.next().await {
+            None => Err(RegisterError::Closed),
+            Some(Err(e)) => Err(RegisterError::Protocol(e)),
+            Some(Ok(frame)) => match Message::from_frame(&frame, Encoding::Json)? {
+                Message::RegistrationResponse(response) => Ok(*response),
+                other => Err(RegisterError::Unexpected(other.message_type())),
+            },
+        }
+    };
+    let response = match tokio::time::timeout_at(deadline, exchange).await {
+        Ok(result) => result?,
+        Err(_) => return Err(RegisterError::Timeout(timeout)),
+    };
+    match response {
+        RegistrationResponse::Accepted {
+            assigned_id,
+            config,
+            encoding,
+            heartbeat_interval_ms,
+        } => Ok(Registered {
+            framed,
+            assigned_id,
+            encoding,
+            config,
+            heartbeat: (heartbeat_interval_ms > 0)
+                .then(|| Duration::from_millis(heartbeat_interval_ms)),
+        }),
+        RegistrationResponse::Rejected { error, message } => Err(RegisterError::Rejected {
+            code: error,
+            message,
+        }),
+    }
+}
+
+impl RegisterError {
+    /// Whether the proxy was reached at all (for log levels: an unreachable proxy is routine
+    /// while it restarts).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            RegisterError::Dial(DialError::Connect { .. } | DialError::Timeout { .. })
+        )
+    }
+}

@@ -7,8 +7,11 @@
 //! socket it came from. HTTP proxying, configuration files and the binary come later and build on
 //! these.
 
+pub mod admin;
+pub mod config;
 pub mod pool;
 pub mod reverse;
+pub mod state;
 pub mod transport;
 
 pub use pool::{

@@ -1,0 +1,5 @@
+//! The admin side: Prometheus metrics and (later in this module) the admin HTTP listener.
+
+mod metrics;
+
+pub use metrics::Metrics;

@@ -8,9 +8,12 @@
 //! these.
 
 pub mod admin;
+pub mod app;
 pub mod config;
+pub mod limits;
 pub mod pool;
 pub mod reverse;
+pub mod signals;
 pub mod state;
 pub mod transport;
 

@@ -4,11 +4,12 @@
 //! handshake, registration validation); [`pool`] owns what happens once they are in (the live
 //! connections, dispatching events and correlating decisions, heartbeats, draining).
 //! [`transport`] is the seam between them: a registered connection is the same object whichever
-//! socket it came from. HTTP proxying, configuration files and the binary come later and build on
-//! these.
+//! socket it came from. [`http`] is the data plane: client requests routed, shown to agents and
+//! forwarded to upstreams. Configuration files and the binary build on these.
 
 pub mod admin;
 pub mod config;
+pub mod http;
 pub mod pool;
 pub mod reverse;
 pub mod state;

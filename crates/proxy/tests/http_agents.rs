@@ -64,21 +64,35 @@ async fn block_answers_with_the_agents_status_body_and_headers() {
     assert_eq!(got.text(), "no admin here");
     assert_eq!(got.headers["x-blocked-by"], "waf");
     assert_eq!(got.headers["x-waf"], "checked");
-    assert!(up.requests().is_empty(), "a blocked request must not reach the upstream");
+    assert!(
+        up.requests().is_empty(),
+        "a blocked request must not reach the upstream"
+    );
 
     let event = waf.next().await;
     let event = headers_of(&event);
     assert_eq!(
-        (event.method.as_str(), event.uri.as_str(), event.version.as_str()),
+        (
+            event.method.as_str(),
+            event.uri.as_str(),
+            event.version.as_str()
+        ),
         ("GET", "/admin/users?x=1", "HTTP/1.1")
     );
     assert_eq!(event.route, "default");
     assert!(!event.has_body);
-    assert!(event.client_addr.starts_with("127.0.0.1:"), "{}", event.client_addr);
+    assert!(
+        event.client_addr.starts_with("127.0.0.1:"),
+        "{}",
+        event.client_addr
+    );
     assert!(event.headers.iter().any(|(n, _)| n == "host"));
 
     let got = get(&h.url("/public")).await;
-    assert_eq!((got.status.as_u16(), got.text().as_str()), (200, "hello from backend"));
+    assert_eq!(
+        (got.status.as_u16(), got.text().as_str()),
+        (200, "hello from backend")
+    );
 
     let metrics = h.metrics();
     assert!(
@@ -109,7 +123,10 @@ async fn redirect_answers_with_status_and_location() {
     h.proxy.wait_for_connections(1).await;
     let got = get(&h.url("/app")).await;
     assert_eq!(got.status, 307);
-    assert_eq!(got.headers["location"], "https://login.example/?next=%2Fapp");
+    assert_eq!(
+        got.headers["location"],
+        "https://login.example/?next=%2Fapp"
+    );
     assert!(up.requests().is_empty());
 
     // Without a status the default is 302.
@@ -127,16 +144,31 @@ async fn redirect_answers_with_status_and_location() {
 #[tokio::test]
 async fn header_operations_apply_to_the_upstream_request_and_the_client_response() {
     let up = Upstream::start("backend").await;
-    let h = Harness::start(one_agent_config(&up, &["request_headers", "response_headers"])).await;
+    let h = Harness::start(one_agent_config(
+        &up,
+        &["request_headers", "response_headers"],
+    ))
+    .await;
     let mut waf = ScriptedAgent::start(&h, "waf-1", |m| match m {
         Message::RequestHeaders(e) => {
             let mut d = Decision::allow(e.request_id);
             d.request_headers = vec![
-                HeaderOp::Set { name: "x-user".into(), value: "alice".into() },
-                HeaderOp::Remove { name: "cookie".into() },
-                HeaderOp::Add { name: "x-tag".into(), value: "a".into() },
+                HeaderOp::Set {
+                    name: "x-user".into(),
+                    value: "alice".into(),
+                },
+                HeaderOp::Remove {
+                    name: "cookie".into(),
+                },
+                HeaderOp::Add {
+                    name: "x-tag".into(),
+                    value: "a".into(),
+                },
             ];
-            d.response_headers = vec![HeaderOp::Add { name: "x-waf".into(), value: "checked".into() }];
+            d.response_headers = vec![HeaderOp::Add {
+                name: "x-waf".into(),
+                value: "checked".into(),
+            }];
             reply(d)
         }
         Message::ResponseHeaders(e) => {
@@ -160,26 +192,43 @@ async fn header_operations_apply_to_the_upstream_request_and_the_client_response
         .unwrap();
     let got = send(request).await;
     assert_eq!(got.status, 200);
-    assert_eq!(got.headers["x-waf"], "checked", "request-phase response op applied");
-    assert_eq!(got.headers["x-upstream"], "rewritten", "response-phase op applied");
+    assert_eq!(
+        got.headers["x-waf"], "checked",
+        "request-phase response op applied"
+    );
+    assert_eq!(
+        got.headers["x-upstream"], "rewritten",
+        "response-phase op applied"
+    );
 
     let seen = up.last();
-    assert_eq!(seen.headers.get_all("x-user").iter().collect::<Vec<_>>(), ["alice"]);
+    assert_eq!(
+        seen.headers.get_all("x-user").iter().collect::<Vec<_>>(),
+        ["alice"]
+    );
     assert!(seen.headers.get("cookie").is_none());
     assert_eq!(seen.headers["x-tag"], "a");
 
     let request_event = waf.next().await;
     let request_event = headers_of(&request_event);
     assert!(has_pair(&request_event.headers, "cookie", "a=1"));
-    assert!(has_pair(&request_event.headers, "cookie", "b=2"), "repeated headers stay repeated");
+    assert!(
+        has_pair(&request_event.headers, "cookie", "b=2"),
+        "repeated headers stay repeated"
+    );
     match waf.next().await {
         Message::ResponseHeaders(r) => {
-            assert_eq!(r.request_id, request_event.request_id, "one request_id for both phases");
+            assert_eq!(
+                r.request_id, request_event.request_id,
+                "one request_id for both phases"
+            );
             assert_eq!(r.status, 200);
             assert!(r.has_body);
             assert!(has_pair(&r.headers, "x-upstream", "backend"));
             assert!(
-                !r.headers.iter().any(|(n, _)| n == "x-upstream-hop" || n == "keep-alive"),
+                !r.headers
+                    .iter()
+                    .any(|(n, _)| n == "x-upstream-hop" || n == "keep-alive"),
                 "agents see the response without hop-by-hop headers: {:?}",
                 r.headers
             );
@@ -201,10 +250,15 @@ async fn two_agents_are_consulted_in_order_and_a_block_stops_the_chain() {
     ))
     .await;
     let mut first = ScriptedAgent::start(&h, "first-1", |m| match m {
-        Message::RequestHeaders(e) if e.uri == "/blocked" => reply(Decision::block(e.request_id, 403)),
+        Message::RequestHeaders(e) if e.uri == "/blocked" => {
+            reply(Decision::block(e.request_id, 403))
+        }
         Message::RequestHeaders(e) => {
             let mut d = Decision::allow(e.request_id);
-            d.request_headers = vec![HeaderOp::Set { name: "x-first".into(), value: "1".into() }];
+            d.request_headers = vec![HeaderOp::Set {
+                name: "x-first".into(),
+                value: "1".into(),
+            }];
             reply(d)
         }
         _ => None,
@@ -213,7 +267,10 @@ async fn two_agents_are_consulted_in_order_and_a_block_stops_the_chain() {
     let mut second = ScriptedAgent::start(&h, "second-1", |m| match m {
         Message::RequestHeaders(e) => {
             let mut d = Decision::allow(e.request_id);
-            d.request_headers = vec![HeaderOp::Set { name: "x-second".into(), value: "2".into() }];
+            d.request_headers = vec![HeaderOp::Set {
+                name: "x-second".into(),
+                value: "2".into(),
+            }];
             reply(d)
         }
         _ => None,
@@ -253,7 +310,12 @@ async fn an_agent_waiting_for_the_body_is_cancelled_when_a_later_agent_blocks() 
     let h = Harness::start(config(
         vec![upstream("backend", &[up.addr])],
         vec![
-            agent("watcher", &["request_headers", "request_body"], Closed, WAIT),
+            agent(
+                "watcher",
+                &["request_headers", "request_body"],
+                Closed,
+                WAIT,
+            ),
             agent("blocker", &["request_headers"], Closed, WAIT),
         ],
         vec![route("default", "/", "backend", &["watcher", "blocker"])],
@@ -300,11 +362,15 @@ async fn with_no_agent_connected_closed_fails_with_503_and_open_proceeds() {
     assert_eq!(got.status, 503);
     assert!(up.requests().is_empty());
     let got = get(&h.url("/open")).await;
-    assert_eq!((got.status.as_u16(), got.text().as_str()), (200, "hello from backend"));
+    assert_eq!(
+        (got.status.as_u16(), got.text().as_str()),
+        (200, "hello from backend")
+    );
     assert_eq!(up.requests().len(), 1);
     let metrics = h.metrics();
     assert!(
-        metrics.contains(r#"sentinel_agent_failures_total{agent="strict",reason="no_connection"} 1"#),
+        metrics
+            .contains(r#"sentinel_agent_failures_total{agent="strict",reason="no_connection"} 1"#),
         "{metrics}"
     );
 }
@@ -397,7 +463,10 @@ async fn a_client_that_disconnects_gets_its_agent_work_cancelled() {
     drop(client);
     match waf.next().await {
         Message::Cancel(c) => {
-            assert_eq!((c.request_id, c.reason.as_str()), (id, "client_disconnected"))
+            assert_eq!(
+                (c.request_id, c.reason.as_str()),
+                (id, "client_disconnected")
+            )
         }
         other => panic!("expected Cancel, got {other:?}"),
     }
@@ -405,7 +474,9 @@ async fn a_client_that_disconnects_gets_its_agent_work_cancelled() {
     // Gone in the middle of its body, while the agent waits for the next chunk.
     let mut client = tokio::net::TcpStream::connect(h.addr).await.unwrap();
     client
-        .write_all(b"POST /upload HTTP/1.1\r\nhost: app.test\r\ncontent-length: 100\r\n\r\nfirst part")
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nhost: app.test\r\ncontent-length: 100\r\n\r\nfirst part",
+        )
         .await
         .unwrap();
     let id = headers_of(&waf.next().await).request_id;
@@ -414,7 +485,10 @@ async fn a_client_that_disconnects_gets_its_agent_work_cancelled() {
         match waf.next().await {
             Message::RequestBodyChunk(c) => assert_eq!(c.request_id, id),
             Message::Cancel(c) => {
-                assert_eq!((c.request_id, c.reason.as_str()), (id, "client_disconnected"));
+                assert_eq!(
+                    (c.request_id, c.reason.as_str()),
+                    (id, "client_disconnected")
+                );
                 break;
             }
             other => panic!("expected a chunk or Cancel, got {other:?}"),
@@ -429,7 +503,10 @@ async fn http2_prior_knowledge_clients_are_served_with_agents() {
     let h = Harness::start(one_agent_config(&up, &["request_headers"])).await;
     let mut waf = ScriptedAgent::start(&h, "waf-1", |m| {
         let mut d = Decision::allow(m.request_id()?);
-        d.response_headers = vec![HeaderOp::Set { name: "x-waf".into(), value: "h2".into() }];
+        d.response_headers = vec![HeaderOp::Set {
+            name: "x-waf".into(),
+            value: "h2".into(),
+        }];
         reply(d)
     })
     .await;
@@ -453,12 +530,25 @@ async fn http2_prior_knowledge_clients_are_served_with_agents() {
     assert_eq!(response.version(), http::Version::HTTP_2);
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-waf"], "h2");
-    let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
     assert_eq!(&body[..], b"hello from backend");
 
     let event = waf.next().await;
     let event = headers_of(&event);
-    assert_eq!((event.version.as_str(), event.uri.as_str()), ("HTTP/2.0", "/h2"));
-    assert!(has_pair(&event.headers, "host", &format!("app.test:{}", h.addr.port())));
-    assert_eq!(up.last().headers["host"], format!("app.test:{}", h.addr.port()));
+    assert_eq!(
+        (event.version.as_str(), event.uri.as_str()),
+        ("HTTP/2.0", "/h2")
+    );
+    assert!(has_pair(
+        &event.headers,
+        "host",
+        &format!("app.test:{}", h.addr.port())
+    ));
+    assert_eq!(
+        up.last().headers["host"],
+        format!("app.test:{}", h.addr.port())
+    );
 }

@@ -37,7 +37,12 @@ pub const WAIT: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------- configuration
 
 /// A logical agent `name` served by ids `name-*`, receiving `events`.
-pub fn agent(name: &str, events: &[&str], failure_mode: FailureMode, timeout: Duration) -> AgentConfig {
+pub fn agent(
+    name: &str,
+    events: &[&str],
+    failure_mode: FailureMode,
+    timeout: Duration,
+) -> AgentConfig {
     let mut set = EventSet::default();
     for event in events {
         match *event {
@@ -116,7 +121,8 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(config: Config) -> Harness {
-        let proxy = Proxy::start_with(|_| {}, PoolSettings::default(), config.logical_agents()).await;
+        let proxy =
+            Proxy::start_with(|_| {}, PoolSettings::default(), config.logical_agents()).await;
         let state = Arc::new(ProxyState::new(
             config,
             proxy.pool.clone(),
@@ -170,13 +176,17 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start(name: &str) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (name, log) = (name.to_string(), seen.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (name, log) = (name.clone(), log.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
@@ -197,13 +207,23 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Seen {
-        self.requests().pop().expect("the upstream received a request")
+        self.requests()
+            .pop()
+            .expect("the upstream received a request")
     }
 }
 
-async fn answer(name: &str, log: &Mutex<Vec<Seen>>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(
+    name: &str,
+    log: &Mutex<Vec<Seen>>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     log.lock().unwrap().push(Seen {
         method: parts.method.to_string(),
         uri: parts.uri.to_string(),
@@ -264,7 +284,10 @@ impl ScriptedAgent {
                 };
                 if let Message::Ping(ping) = &message {
                     let pong = Message::from(Pong { nonce: ping.nonce });
-                    let _ = agent.framed.send(pong.to_frame(agent.encoding).unwrap()).await;
+                    let _ = agent
+                        .framed
+                        .send(pong.to_frame(agent.encoding).unwrap())
+                        .await;
                     continue;
                 }
                 let reply = script(&message);
@@ -350,5 +373,10 @@ pub async fn get(url: &str) -> Got {
 
 /// `POST url` with `body`.
 pub async fn post(url: &str, body: &'static [u8]) -> Got {
-    send(Request::post(url).body(Full::new(Bytes::from_static(body))).unwrap()).await
+    send(
+        Request::post(url)
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap(),
+    )
+    .await
 }

@@ -1,6 +1,6 @@
 //! The HTTP data plane: clients connect to [`serve`]; each request is routed
-//! ([`routing`]), shown to its route's agents ([`agents`], with bodies through
-//! [`inspect`]), forwarded to an upstream target ([`upstream`] picks it, [`forward`] sends it)
+//! ([`routing`]), shown to its route's agents (`agents`, with bodies through
+//! `inspect`), forwarded to an upstream target ([`upstream`] picks it, [`forward`] sends it)
 //! and answered, with the agents' decisions applied. Pure header logic lives in [`headers`];
 //! responses the proxy makes itself in [`response`]; body types in [`body`]; the request flow
 //! that ties them together in `handler`.

@@ -63,7 +63,10 @@ pub struct RunningProxy {
 
 impl RunningProxy {
     /// Binds everything `config` names and starts serving. `config_path` is re-read on reload.
-    pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<RunningProxy, StartError> {
+    pub async fn start(
+        config: Config,
+        config_path: Option<PathBuf>,
+    ) -> Result<RunningProxy, StartError> {
         let pool = AgentPool::new(config.logical_agents(), config.pool);
         let accepting = CancellationToken::new();
         let shutting_down = CancellationToken::new();
@@ -97,7 +100,11 @@ impl RunningProxy {
                 address: SocketAddr::from(([0, 0, 0, 0], 0)),
                 source,
             })?);
-            http_tasks.spawn(crate::http::serve(listener, state.clone(), accepting.clone()));
+            http_tasks.spawn(crate::http::serve(
+                listener,
+                state.clone(),
+                accepting.clone(),
+            ));
         }
         let mut admin_address = None;
         if let Some(listener) = admin {
@@ -176,7 +183,10 @@ impl RunningProxy {
         let old = self.state.config();
         let needs_restart = restart_only_changes(&old, &new);
         for setting in &needs_restart {
-            tracing::warn!(setting, "changed in the configuration; takes effect after a restart");
+            tracing::warn!(
+                setting,
+                "changed in the configuration; takes effect after a restart"
+            );
         }
         let logical = new.logical_agents();
         self.state.set_config(new);
@@ -230,9 +240,15 @@ async fn bind(what: &str, address: SocketAddr) -> Result<TcpListener, StartError
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     let mut changed = Vec::new();
     let reverse = |c: &Config| {
-        c.reverse_listener
-            .as_ref()
-            .map(|r| (r.path.clone(), r.tcp_address, r.require_auth, r.tokens.len(), r.max_connections_per_agent))
+        c.reverse_listener.as_ref().map(|r| {
+            (
+                r.path.clone(),
+                r.tcp_address,
+                r.require_auth,
+                r.tokens.len(),
+                r.max_connections_per_agent,
+            )
+        })
     };
     if reverse(old) != reverse(new) {
         changed.push("reverse-listener".to_string());

@@ -10,7 +10,10 @@ pub fn raise_open_files_limit() {
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     if read != 0 {
-        tracing::warn!("cannot read the open-files limit: {}", std::io::Error::last_os_error());
+        tracing::warn!(
+            "cannot read the open-files limit: {}",
+            std::io::Error::last_os_error()
+        );
         return;
     }
     let before = limit.rlim_cur;
@@ -18,7 +21,12 @@ pub fn raise_open_files_limit() {
         limit.rlim_cur = limit.rlim_max;
         // SAFETY: as above.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-            tracing::warn!(soft = before, hard = limit.rlim_max, "cannot raise the open-files limit: {}", std::io::Error::last_os_error());
+            tracing::warn!(
+                soft = before,
+                hard = limit.rlim_max,
+                "cannot raise the open-files limit: {}",
+                std::io::Error::last_os_error()
+            );
             return;
         }
     }

@@ -10,7 +10,11 @@ use sentinel::app::RunningProxy;
 use sentinel::config;
 
 #[derive(Parser)]
-#[command(name = "sentinel", version, about = "A reverse proxy whose policy agents dial in")]
+#[command(
+    name = "sentinel",
+    version,
+    about = "A reverse proxy whose policy agents dial in"
+)]
 struct Cli {
     /// Configuration file (KDL); same as `sentinel run --config FILE`.
     #[arg(long, global = true)]
@@ -80,5 +84,6 @@ async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = config::load(&path)?;
     sentinel::limits::raise_open_files_limit();
     let proxy = RunningProxy::start(config, Some(path)).await?;
-    sentinel::signals::serve_until_terminated(proxy).await
+    sentinel::signals::serve_until_terminated(proxy).await?;
+    Ok(())
 }

@@ -1,10 +1,12 @@
 //! The state every part of the running proxy shares: the current configuration (swapped
-//! whole on reload), the agent pool and the metrics.
+//! whole on reload), the agent pool, the metrics and the upstream groups' live state (health,
+//! keep-alive clients), which outlives reloads.
 
 use std::sync::{Arc, RwLock};
 
 use crate::admin::Metrics;
 use crate::config::Config;
+use crate::http::{UpstreamHealth, Upstreams};
 use crate::pool::AgentPool;
 
 /// Shared by the HTTP listeners, the admin listener and the reload logic.
@@ -12,6 +14,7 @@ pub struct ProxyState {
     config: RwLock<Arc<Config>>,
     pool: AgentPool,
     metrics: Arc<Metrics>,
+    upstreams: Upstreams,
 }
 
 impl ProxyState {
@@ -21,6 +24,7 @@ impl ProxyState {
             config: RwLock::new(Arc::new(config)),
             pool,
             metrics,
+            upstreams: Upstreams::new(),
         }
     }
 
@@ -35,6 +39,7 @@ impl ProxyState {
 
     /// Installs a new configuration (after it was validated).
     pub fn set_config(&self, config: Config) {
+        self.upstreams.sync(&config);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
     }
 
@@ -46,5 +51,15 @@ impl ProxyState {
     /// The metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The upstream groups' live state.
+    pub fn upstreams(&self) -> &Upstreams {
+        &self.upstreams
+    }
+
+    /// The health of every configured upstream target, for the admin side.
+    pub fn upstream_health(&self) -> Vec<UpstreamHealth> {
+        self.upstreams.snapshot(&self.config())
     }
 }

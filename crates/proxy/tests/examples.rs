@@ -17,5 +17,9 @@ fn every_example_config_is_valid() {
             checked += 1;
         }
     }
-    assert!(checked >= 3, "found only {checked} example configs in {}", dir.display());
+    assert!(
+        checked >= 3,
+        "found only {checked} example configs in {}",
+        dir.display()
+    );
 }

@@ -88,6 +88,16 @@ impl Metrics {
             .inc();
     }
 
+    /// How many decisions `agent` has given with `action` so far.
+    pub fn decisions(&self, agent: &str, action: &str) -> u64 {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                agent: agent.to_string(),
+                action: action.to_string(),
+            })
+            .get()
+    }
+
     /// The time one event took to be decided by `agent`.
     pub fn observe_agent_latency(&self, agent: &str, seconds: f64) {
         self.agent_latency

@@ -24,7 +24,8 @@ use crate::state::ProxyState;
 
 const DEMO_TOKEN: &str = "demo-token-alice";
 const AGENTS: [&str; 2] = ["auth", "waf"];
-const ACTIONS: [&str; 4] = ["allow", "block", "redirect", "continue"];
+/// In the order an agent can give them for one request.
+const ACTIONS: [&str; 4] = ["continue", "allow", "block", "redirect"];
 
 struct Sample {
     what: &'static str,
@@ -273,8 +274,8 @@ async fn send_samples(
     address: std::net::SocketAddr,
 ) -> anyhow::Result<()> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    println!("{:<24} {:<7} {:<7} client got", "request", "auth", "waf");
-    println!("{}", "-".repeat(78));
+    println!("{:<24} {:<7} {:<15} client got", "request", "auth", "waf");
+    println!("{}", "-".repeat(86));
     let mut unexpected = Vec::new();
     for sample in &SAMPLES {
         let before = decision_counts(state);
@@ -298,12 +299,12 @@ async fn send_samples(
                 .filter(|action| after[&(agent, **action)] > before[&(agent, **action)])
                 .copied()
                 .collect::<Vec<_>>()
-                .join("+")
+                .join("→")
         };
         let (auth, waf) = (decided("auth"), decided("waf"));
         let got = format!("{} {}", status.as_u16(), one_line(&body));
         println!(
-            "{:<24} {:<7} {:<7} {}",
+            "{:<24} {:<7} {:<15} {}",
             sample.what,
             or_dash(&auth),
             or_dash(&waf),

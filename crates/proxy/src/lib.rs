@@ -4,11 +4,20 @@
 //! handshake, registration validation); [`pool`] owns what happens once they are in (the live
 //! connections, dispatching events and correlating decisions, heartbeats, draining).
 //! [`transport`] is the seam between them: a registered connection is the same object whichever
-//! socket it came from. HTTP proxying, configuration files and the binary come later and build on
-//! these.
+//! socket it came from. [`http`] is the data plane: client requests routed, shown to agents and
+//! forwarded to upstreams. [`config`] loads the KDL file, [`app`] wires everything together,
+//! [`admin`] serves metrics and the agent list; the `sentinel` binary only parses arguments.
 
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod limits;
 pub mod pool;
 pub mod reverse;
+pub mod signals;
+pub mod state;
 pub mod transport;
 
 pub use pool::{

@@ -535,3 +535,31 @@ async fn an_agent_that_stops_reading_cannot_hold_callers_past_their_timeout() {
         "callers were held {took:?} with a 300 ms timeout"
     );
 }
+
+#[tokio::test]
+async fn frames_sent_with_the_registration_are_not_held_back() {
+    let proxy = Proxy::start().await;
+    let mut agent = proxy.dial(Via::Uds).await;
+    // Registration and a Ping in one write: the Ping must be answered without more bytes.
+    let mut wire = bytes::BytesMut::new();
+    let mut codec = FrameCodec::new();
+    use tokio_util::codec::Encoder;
+    for message in [
+        Message::from(RegistrationRequest::new("waf-1")),
+        Ping { nonce: 5 }.into(),
+    ] {
+        codec
+            .encode(message.to_frame(Encoding::Json).unwrap(), &mut wire)
+            .unwrap();
+    }
+    agent.send_raw(&wire).await;
+    assert!(matches!(
+        agent.recv().await,
+        Some(Message::RegistrationResponse(_))
+    ));
+    let pong = tokio::time::timeout(Duration::from_secs(2), agent.recv()).await;
+    assert!(
+        matches!(pong, Ok(Some(Message::Pong(Pong { nonce: 5 })))),
+        "{pong:?}"
+    );
+}

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::{Decoder, FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::dispatch::AgentReply;
@@ -355,6 +355,11 @@ async fn read_loop(
     let mut last_heard = Instant::now();
     let mut unanswered_ping: Option<(u64, Instant)> = None;
     let mut next_nonce = 1u64;
+    if let Err(reason) = handle_buffered(&connection, &mut reader, &mut unanswered_ping) {
+        connection.close();
+        on_close(&connection, &reason);
+        return;
+    }
     let reason = loop {
         tokio::select! {
             _ = connection.closed.cancelled() => break "closed by the proxy".to_string(),
@@ -390,6 +395,24 @@ async fn read_loop(
     };
     connection.close();
     on_close(&connection, &reason);
+}
+
+/// Frames the agent sent right behind its registration are already in the read buffer; the
+/// reader would not look at them until more bytes arrive, so they are handled first.
+fn handle_buffered(
+    connection: &Arc<AgentConnection>,
+    reader: &mut Reader,
+    unanswered_ping: &mut Option<(u64, Instant)>,
+) -> Result<(), String> {
+    let mut codec = *reader.decoder();
+    while let Some(frame) = codec
+        .decode(reader.read_buffer_mut())
+        .map_err(|e| format!("protocol error: {e}"))?
+    {
+        handle_frame(connection, &frame, unanswered_ping)
+            .map_err(|e| format!("protocol error: {e}"))?;
+    }
+    Ok(())
 }
 
 fn handle_frame(

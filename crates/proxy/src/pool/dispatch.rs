@@ -229,6 +229,13 @@ impl AgentRequest {
             self.connection.send_cancel(self.request_id, reason);
         }
     }
+
+    /// Tells the agent this request is over even if no reply is awaited (it may hold state from
+    /// an earlier `continue`, waiting for events that will now never come), and ends it.
+    pub fn end(self, reason: &str) {
+        self.connection.forget_reply(self.request_id);
+        self.connection.send_cancel(self.request_id, reason);
+    }
 }
 
 impl Drop for AgentRequest {

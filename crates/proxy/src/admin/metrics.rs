@@ -1,0 +1,197 @@
+//! Prometheus metrics of the proxy (prometheus-client): HTTP requests, agent decisions by
+//! action, agent latency, agent failures, registrations by outcome, live agent connections.
+//! Values that already live elsewhere (registration counters, pool connections) are read at
+//! scrape time rather than duplicated.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::pool::AgentPool;
+use crate::reverse::RegistrationStats;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    agent: String,
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentLabels {
+    agent: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    agent: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: String,
+}
+
+/// Every metric the proxy exports. Cheap to share behind an `Arc`.
+pub struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+    agent_latency: Family<AgentLabels, Histogram>,
+    agent_failures: Family<FailureLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            requests: Family::default(),
+            decisions: Family::default(),
+            agent_latency: Family::new_with_constructor(|| {
+                // 50 µs … ~1.6 s
+                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                    0.000_05, 2.0, 16,
+                ))
+            }),
+            agent_failures: Family::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// One HTTP request answered with `status` on `route` (`-` when no route matched).
+    pub fn record_request(&self, route: &str, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+    }
+
+    /// A decision of `agent` with `action` (`allow`, `block`, `redirect`, `continue`).
+    pub fn record_decision(&self, agent: &str, action: &str) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                agent: agent.to_string(),
+                action: action.to_string(),
+            })
+            .inc();
+    }
+
+    /// How many decisions `agent` has given with `action` so far.
+    pub fn decisions(&self, agent: &str, action: &str) -> u64 {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                agent: agent.to_string(),
+                action: action.to_string(),
+            })
+            .get()
+    }
+
+    /// The time one event took to be decided by `agent`.
+    pub fn observe_agent_latency(&self, agent: &str, seconds: f64) {
+        self.agent_latency
+            .get_or_create(&AgentLabels {
+                agent: agent.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    /// An event of `agent` that got no verdict, with why (`timeout`, `no_connection`,
+    /// `saturated`, `connection_lost`, `agent_error`, …).
+    pub fn record_agent_failure(&self, agent: &str, reason: &str) {
+        self.agent_failures
+            .get_or_create(&FailureLabels {
+                agent: agent.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Renders the Prometheus text format, adding the registration and pool figures as they
+    /// are now.
+    pub fn render(
+        &self,
+        pool: &AgentPool,
+        registrations: Option<&Arc<RegistrationStats>>,
+    ) -> String {
+        let mut registry = Registry::with_prefix("sentinel");
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route and status",
+            self.requests.clone(),
+        );
+        registry.register(
+            "agent_decisions",
+            "Agent decisions, by logical agent and action",
+            self.decisions.clone(),
+        );
+        registry.register(
+            "agent_decision_latency_seconds",
+            "Time from sending an event to its decision",
+            self.agent_latency.clone(),
+        );
+        registry.register(
+            "agent_failures",
+            "Events without a verdict, by logical agent and reason",
+            self.agent_failures.clone(),
+        );
+
+        let accepted = Counter::<u64>::default();
+        let rejected = Family::<CodeLabels, Counter>::default();
+        let pending = Gauge::<i64>::default();
+        if let Some(stats) = registrations {
+            let snapshot = stats.snapshot();
+            accepted.inc_by(snapshot.accepted);
+            for (code, n) in snapshot.rejected {
+                rejected.get_or_create(&CodeLabels { code }).inc_by(n);
+            }
+            pending.set(snapshot.pending_handshakes as i64);
+        }
+        registry.register(
+            "agent_registrations_accepted",
+            "Agent registrations accepted",
+            accepted,
+        );
+        registry.register(
+            "agent_registrations_rejected",
+            "Agent registrations rejected, by error code",
+            rejected,
+        );
+        registry.register(
+            "agent_handshakes_pending",
+            "Agent handshakes in progress",
+            pending,
+        );
+
+        let connections = Family::<AgentLabels, Gauge>::default();
+        for agent in pool.snapshot() {
+            connections
+                .get_or_create(&AgentLabels {
+                    agent: agent.agent_id,
+                })
+                .set(agent.connections.len() as i64);
+        }
+        registry.register(
+            "agent_connections",
+            "Live agent connections, by agent_id",
+            connections,
+        );
+
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}

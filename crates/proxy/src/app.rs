@@ -1,0 +1,263 @@
+//! Wiring the proxy together from a [`Config`]: bind every socket (reverse listener, HTTP
+//! listeners, admin), start their tasks, reload a new configuration in place, and shut down in
+//! order. Binaries only parse arguments, set up logging and signals, and call this.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{serve_admin, AdminContext, Metrics};
+use crate::config::{self, Config, ConfigError};
+use crate::pool::AgentPool;
+use crate::reverse::{ListenerError, RegistrationStats, ReverseConnectionListener};
+use crate::state::ProxyState;
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The reverse listener could not bind.
+    #[error(transparent)]
+    ReverseListener(#[from] ListenerError),
+    /// An HTTP or admin address could not be bound.
+    #[error("cannot listen on {address} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: String,
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// ConfigUpdate frames sent to agent connections whose config changed.
+    pub config_updates_sent: usize,
+    /// Settings that changed but take effect only after a restart (socket addresses).
+    pub needs_restart: Vec<String>,
+}
+
+/// A running proxy.
+pub struct RunningProxy {
+    state: Arc<ProxyState>,
+    config_path: Option<PathBuf>,
+    registrations: Option<Arc<RegistrationStats>>,
+    /// Stops accepting (HTTP, admin, agents).
+    accepting: CancellationToken,
+    /// Cancelled at the start of shutdown (for `/health`).
+    shutting_down: CancellationToken,
+    http_tasks: JoinSet<()>,
+    other_tasks: JoinSet<()>,
+    http_addresses: Vec<SocketAddr>,
+    admin_address: Option<SocketAddr>,
+    agent_socket: Option<PathBuf>,
+    agent_tcp_address: Option<SocketAddr>,
+}
+
+impl RunningProxy {
+    /// Binds everything `config` names and starts serving. `config_path` is re-read on reload.
+    pub async fn start(
+        config: Config,
+        config_path: Option<PathBuf>,
+    ) -> Result<RunningProxy, StartError> {
+        let pool = AgentPool::new(config.logical_agents(), config.pool);
+        let accepting = CancellationToken::new();
+        let shutting_down = CancellationToken::new();
+        let mut other_tasks = JoinSet::new();
+
+        let mut registrations = None;
+        let (mut agent_socket, mut agent_tcp_address) = (None, None);
+        if let Some(reverse) = config.reverse_listener.clone() {
+            let listener = ReverseConnectionListener::bind(reverse, pool.clone()).await?;
+            registrations = Some(listener.stats());
+            agent_socket = listener.uds_path().map(Path::to_path_buf);
+            agent_tcp_address = listener.tcp_address();
+            other_tasks.spawn(listener.run(accepting.clone()));
+        }
+
+        let mut http = Vec::new();
+        for listener in &config.listeners {
+            http.push(bind(&format!("listener \"{}\"", listener.name), listener.address).await?);
+        }
+        let admin = match &config.admin {
+            Some(admin) => Some(bind("admin", admin.address).await?),
+            None => None,
+        };
+
+        let state = Arc::new(ProxyState::new(config, pool, Arc::new(Metrics::default())));
+        let mut http_tasks = JoinSet::new();
+        let mut http_addresses = Vec::new();
+        for listener in http {
+            http_addresses.push(listener.local_addr().map_err(|source| StartError::Bind {
+                what: "listener".into(),
+                address: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?);
+            http_tasks.spawn(crate::http::serve(
+                listener,
+                state.clone(),
+                accepting.clone(),
+            ));
+        }
+        let mut admin_address = None;
+        if let Some(listener) = admin {
+            admin_address = listener.local_addr().ok();
+            let context = AdminContext {
+                state: state.clone(),
+                registrations: registrations.clone(),
+                shutdown: shutting_down.clone(),
+            };
+            other_tasks.spawn(serve_admin(listener, context, accepting.clone()));
+        }
+        tracing::info!(http = ?http_addresses, admin = ?admin_address, agents_socket = ?agent_socket, agents_tcp = ?agent_tcp_address, "sentinel started");
+        Ok(RunningProxy {
+            state,
+            config_path,
+            registrations,
+            accepting,
+            shutting_down,
+            http_tasks,
+            other_tasks,
+            http_addresses,
+            admin_address,
+            agent_socket,
+            agent_tcp_address,
+        })
+    }
+
+    /// The bound HTTP addresses (real ports when configured with port 0).
+    pub fn http_addresses(&self) -> &[SocketAddr] {
+        &self.http_addresses
+    }
+
+    /// The bound admin address.
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin_address
+    }
+
+    /// The agents' Unix socket.
+    pub fn agent_socket(&self) -> Option<&Path> {
+        self.agent_socket.as_deref()
+    }
+
+    /// The agents' TCP address.
+    pub fn agent_tcp_address(&self) -> Option<SocketAddr> {
+        self.agent_tcp_address
+    }
+
+    /// The shared state (config, pool, metrics).
+    pub fn state(&self) -> &Arc<ProxyState> {
+        &self.state
+    }
+
+    /// Registration counters of the reverse listener.
+    pub fn registrations(&self) -> Option<&Arc<RegistrationStats>> {
+        self.registrations.as_ref()
+    }
+
+    /// Re-reads the configuration file. A file with an error is refused and the running
+    /// configuration keeps serving; a valid one replaces it and agents whose pushed config
+    /// changed get a ConfigUpdate.
+    pub fn reload(&self) -> Result<ReloadReport, ConfigError> {
+        let Some(path) = &self.config_path else {
+            return Err(ConfigError {
+                file: PathBuf::from("<built-in>"),
+                line: 0,
+                column: 0,
+                message: "this proxy was started without a configuration file".into(),
+            });
+        };
+        let new = config::load(path)?;
+        Ok(self.apply(new))
+    }
+
+    /// Installs an already validated configuration.
+    pub fn apply(&self, new: Config) -> ReloadReport {
+        let old = self.state.config();
+        let needs_restart = restart_only_changes(&old, &new);
+        for setting in &needs_restart {
+            tracing::warn!(
+                setting,
+                "changed in the configuration; takes effect after a restart"
+            );
+        }
+        let logical = new.logical_agents();
+        self.state.set_config(new);
+        let config_updates_sent = self.state.pool().set_logical_agents(logical);
+        tracing::info!(config_updates_sent, "configuration reloaded");
+        ReloadReport {
+            config_updates_sent,
+            needs_restart,
+        }
+    }
+
+    /// Graceful shutdown: stop accepting, let HTTP requests in flight finish, send GoAway to
+    /// every agent connection and let their requests finish, all within the configured grace
+    /// period; then close everything.
+    pub async fn shutdown(mut self) {
+        let grace = self.state.config().shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
+        tracing::info!(?grace, "shutting down");
+        self.shutting_down.cancel();
+        self.accepting.cancel();
+        let http_drained = tokio::time::timeout_at(deadline, async {
+            while self.http_tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if http_drained.is_err() {
+            tracing::warn!("HTTP requests still in flight after the grace period; closing them");
+            self.http_tasks.abort_all();
+        }
+        let left = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_secs(1));
+        self.state.pool().shutdown(left).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while self.other_tasks.join_next().await.is_some() {}
+        })
+        .await;
+        tracing::info!("sentinel stopped");
+    }
+}
+
+async fn bind(what: &str, address: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind {
+            what: what.to_string(),
+            address,
+            source,
+        })
+}
+
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut changed = Vec::new();
+    let reverse = |c: &Config| {
+        c.reverse_listener.as_ref().map(|r| {
+            (
+                r.path.clone(),
+                r.tcp_address,
+                r.require_auth,
+                r.tokens.len(),
+                r.max_connections_per_agent,
+            )
+        })
+    };
+    if reverse(old) != reverse(new) {
+        changed.push("reverse-listener".to_string());
+    }
+    if old.listeners != new.listeners {
+        changed.push("listeners".to_string());
+    }
+    if old.admin != new.admin {
+        changed.push("admin".to_string());
+    }
+    changed
+}

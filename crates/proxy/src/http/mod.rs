@@ -1,0 +1,23 @@
+//! The HTTP data plane: clients connect to [`serve`]; each request is routed
+//! ([`routing`]), shown to its route's agents (`agents`, with bodies through
+//! `inspect`), forwarded to an upstream target ([`upstream`] picks it, [`forward`] sends it)
+//! and answered, with the agents' decisions applied. Pure header logic lives in [`headers`];
+//! responses the proxy makes itself in [`response`]; body types in [`body`]; the request flow
+//! that ties them together in `handler`.
+
+mod agents;
+pub mod body;
+pub mod forward;
+mod handler;
+pub mod headers;
+mod inspect;
+pub mod response;
+pub mod routing;
+mod server;
+pub mod upstream;
+
+pub use body::{BoxError, ProxyBody};
+pub use forward::UpstreamError;
+pub use inspect::MAX_CHUNK;
+pub use server::serve;
+pub use upstream::{TargetHealth, UpstreamHealth, Upstreams};

@@ -1,0 +1,236 @@
+//! The KDL configuration: PROTOCOL.md §7's blocks parse exactly as written (KDL v1 and v2), and
+//! mistakes are reported with file, line, column and a plain sentence.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sentinel::config::{self, BodyOverflow, FailureMode};
+use serde_json::json;
+
+const ORIGINAL_REVERSE_LISTENER: &str = r#"reverse-listener {
+    path "/var/run/sentinel/agents.sock"
+    max-connections-per-agent 4
+    handshake-timeout "10s"
+    // Optional: TCP listener for remote agents
+    // tcp-address "0.0.0.0:9090"
+    // Security settings
+    require-auth true
+    allowed-agents "waf-*" "auth-agent"
+    auth-token "waf-*" value="only-for-tests"
+}
+"#;
+
+const REST: &str = r#"
+listeners {
+    listener "http" { address "127.0.0.1:8080" }
+}
+upstreams {
+    upstream "backend" { target "127.0.0.1:9000" }
+}
+agents {
+    agent "waf" {
+        agent-ids "waf-*"                 // registered agent_ids that serve this logical agent
+        events "request_headers" "request_body"
+        timeout-ms 100
+        failure-mode "closed"             // "open": proceed without this agent's verdict
+        config { rules_version "3.4.0" }  // pushed as {"rules_version": "3.4.0"}
+    }
+}
+routes {
+    route "default" {
+        matches { path-prefix "/" }
+        upstream "backend"
+        agents "waf"                      // consulted in this order
+    }
+}
+admin {
+    address "127.0.0.1:9901"              // GET /metrics (Prometheus), /agents (JSON), /health
+}
+"#;
+
+fn parse(text: &str) -> Result<config::Config, config::ConfigError> {
+    config::parse(text, Path::new("/etc/sentinel/sentinel.kdl"))
+}
+
+#[test]
+fn the_original_blocks_parse_exactly_as_written() {
+    let config = parse(&format!("{ORIGINAL_REVERSE_LISTENER}{REST}")).expect("valid");
+    let reverse = config.reverse_listener.as_ref().expect("reverse listener");
+    assert_eq!(
+        reverse.path.as_deref(),
+        Some(Path::new("/var/run/sentinel/agents.sock"))
+    );
+    assert_eq!(reverse.max_connections_per_agent, 4);
+    assert_eq!(reverse.handshake_timeout, Duration::from_secs(10));
+    assert!(reverse.require_auth);
+    let allowed: Vec<_> = reverse
+        .allowed_agents
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().to_string())
+        .collect();
+    assert_eq!(allowed, ["waf-*", "auth-agent"]);
+    assert_eq!(reverse.tokens.len(), 1);
+    assert!(reverse.tcp_address.is_none(), "commented out");
+
+    assert_eq!(config.listeners[0].address.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.upstreams[0].targets, ["127.0.0.1:9000"]);
+    let waf = config.agent("waf").unwrap();
+    assert!(waf.events.request_headers && waf.events.request_body && !waf.events.response_headers);
+    assert_eq!(waf.timeout, Duration::from_millis(100));
+    assert_eq!(waf.failure_mode, FailureMode::Closed);
+    assert_eq!(waf.config, Some(json!({"rules_version": "3.4.0"})));
+    assert!(waf.agent_ids[0].matches("waf-7"));
+    let route = &config.routes[0];
+    assert_eq!(route.matches.path_prefix.as_deref(), Some("/"));
+    assert_eq!(
+        (route.upstream.as_str(), route.agents.as_slice()),
+        ("backend", &["waf".to_string()][..])
+    );
+    assert_eq!(route.body_overflow, BodyOverflow::Reject);
+    assert_eq!(config.admin.unwrap().address.to_string(), "127.0.0.1:9901");
+}
+
+#[test]
+fn kdl_v2_booleans_are_accepted_too() {
+    let v2 = ORIGINAL_REVERSE_LISTENER.replace("require-auth true", "require-auth #true");
+    let config = parse(&format!("{v2}{REST}")).expect("valid v2");
+    assert!(config.reverse_listener.unwrap().require_auth);
+}
+
+#[test]
+fn defaults_follow_the_protocol() {
+    let config = parse(&format!(
+        "reverse-listener {{\n    path \"/tmp/a.sock\"\n}}\n{REST}"
+    ))
+    .unwrap();
+    let reverse = config.reverse_listener.unwrap();
+    assert_eq!(reverse.handshake_timeout, Duration::from_secs(10));
+    assert_eq!(reverse.max_connections_per_agent, 4);
+    assert!(!reverse.require_auth);
+    assert!(reverse.allowed_agents.is_none());
+    assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+}
+
+#[test]
+fn nested_pushed_config_becomes_json() {
+    let text = REST.replace(
+        r#"config { rules_version "3.4.0" }"#,
+        r#"config {
+            rules_version "3.4.0"
+            paranoia 2
+            enabled #true
+            tags "a" "b"
+            rule id="942100" pattern="union select"
+            rule id="941100" pattern="<script"
+            limits { body "1MiB" }
+        }"#,
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(
+        config.agent("waf").unwrap().config,
+        Some(json!({
+            "rules_version": "3.4.0",
+            "paranoia": 2,
+            "enabled": true,
+            "tags": ["a", "b"],
+            "rule": [{"id": "942100", "pattern": "union select"}, {"id": "941100", "pattern": "<script"}],
+            "limits": {"body": "1MiB"}
+        }))
+    );
+}
+
+#[test]
+fn token_sources_load_and_missing_env_is_reported_without_secrets() {
+    let text = format!(
+        "reverse-listener {{\n    path \"/tmp/a.sock\"\n    require-auth true\n    auth-token \"waf-*\" env=\"SENTINEL_CONFIG_TEST_SURELY_UNSET\"\n}}\n{REST}"
+    );
+    let err = parse(&text).unwrap_err();
+    assert_eq!((err.line, err.column), (4, 5), "{err}");
+    assert!(
+        err.to_string()
+            .contains("SENTINEL_CONFIG_TEST_SURELY_UNSET"),
+        "{err}"
+    );
+    let text = text.replace(
+        "env=\"SENTINEL_CONFIG_TEST_SURELY_UNSET\"",
+        "sha256=\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"",
+    );
+    assert_eq!(
+        parse(&text).unwrap().reverse_listener.unwrap().tokens.len(),
+        1
+    );
+    let both = text.replace("sha256=", "value=\"x\" sha256=");
+    assert!(parse(&both).unwrap_err().message.contains("exactly one of"));
+}
+
+#[test]
+fn errors_name_file_line_column_and_what_is_wrong() {
+    let cases: Vec<(String, (usize, usize), &str)> = vec![
+        (
+            REST.replace("timeout-ms 100", "timeout-ms \"fast\""),
+            (12, 9),
+            "`timeout-ms` must be a whole number",
+        ),
+        (
+            REST.replace("failure-mode \"closed\"", "failure-mode \"maybe\""),
+            (13, 9),
+            "failure-mode must be \"closed\" or \"open\"",
+        ),
+        (
+            REST.replace("upstream \"backend\"\n", "upstream \"nowhere\"\n"),
+            (18, 5),
+            "names upstream \"nowhere\", which is not defined",
+        ),
+        (
+            REST.replace("agents \"waf\" ", "agents \"wafx\" "),
+            (18, 5),
+            "names agent \"wafx\"",
+        ),
+        (
+            REST.replace("address \"127.0.0.1:8080\"", "address \"localhost\""),
+            (3, 23),
+            "is not an address",
+        ),
+        (
+            REST.replace("events \"request_headers\"", "events \"request_headerz\""),
+            (11, 9),
+            "unknown event \"request_headerz\"",
+        ),
+        (
+            format!("{REST}\nbogus 1\n"),
+            (28, 1),
+            "unknown directive `bogus` in the top level",
+        ),
+        (
+            REST.replace("listeners {", "listeners {{"),
+            (0, 0),
+            "invalid KDL",
+        ),
+    ];
+    for (text, (line, column), expected) in cases {
+        let err = parse(&text).expect_err(expected);
+        assert!(
+            err.message.contains(expected),
+            "expected {expected:?}, got: {err}"
+        );
+        if line > 0 {
+            assert_eq!((err.line, err.column), (line, column), "{err}");
+        } else {
+            assert!(err.line > 0, "KDL syntax errors have a position: {err}");
+        }
+        assert!(
+            err.to_string().starts_with("/etc/sentinel/sentinel.kdl:"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn tls_is_refused_with_a_clear_sentence_until_supported() {
+    let text = format!("reverse-listener {{\n    tcp-address \"0.0.0.0:9090\"\n    tls {{\n        cert-file \"a\"\n    }}\n}}\n{REST}");
+    let err = parse(&text).unwrap_err();
+    assert_eq!(err.line, 3);
+    assert!(err.message.contains("TLS"), "{err}");
+}

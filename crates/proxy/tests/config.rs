@@ -234,3 +234,20 @@ fn tls_is_refused_with_a_clear_sentence_until_supported() {
     assert_eq!(err.line, 3);
     assert!(err.message.contains("TLS"), "{err}");
 }
+
+#[test]
+fn absurd_durations_are_refused_before_they_can_overflow_a_deadline() {
+    for (directive, text) in [
+        (
+            "shutdown-grace",
+            format!("{REST}\nshutdown-grace \"18446744073709551615s\"\n"),
+        ),
+        (
+            "timeout",
+            REST.replace("timeout-ms 100", "timeout \"9999999h\""),
+        ),
+    ] {
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("at most 24h"), "{directive}: {err}");
+    }
+}

@@ -24,6 +24,9 @@ pub(crate) async fn run(
     write_timeout: Duration,
 ) -> Result<(), String> {
     while let Some(first) = queue.recv().await {
+        // Let the handlers that are ready finish first, so one write carries all their replies
+        // instead of one syscall per reply.
+        tokio::task::yield_now().await;
         let batch = async {
             writer.feed(first).await?;
             while let Ok(frame) = queue.try_recv() {

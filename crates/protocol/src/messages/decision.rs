@@ -165,19 +165,10 @@ enum ActionKind {
     Redirect,
 }
 
-/// The `body` field: a string on `block`, chunk bytes otherwise.
+/// The `body` field as received: a string on `block`, chunk bytes otherwise.
 enum WireBody {
     Text(String),
     Data(Bytes),
-}
-
-impl Serialize for WireBody {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            WireBody::Text(text) => serializer.serialize_str(text),
-            WireBody::Data(data) => crate::body::serialize(data, serializer),
-        }
-    }
 }
 
 impl<'de> Deserialize<'de> for WireBody {
@@ -205,38 +196,76 @@ impl<'de> Deserialize<'de> for WireBody {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// The wire form of a decision, as received.
+#[derive(Deserialize)]
 struct DecisionWire {
     request_id: u64,
     action: ActionKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     status: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     location: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     headers: Option<Vec<HeaderPair>>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     request_headers: Vec<HeaderOp>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     response_headers: Vec<HeaderOp>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     body: Option<WireBody>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     audit: Option<Audit>,
+}
+
+/// The serializing twin of [`DecisionWire`]: borrows everything, so encoding a decision
+/// allocates nothing beyond the output buffer.
+#[derive(Serialize)]
+struct DecisionWireRef<'a> {
+    request_id: u64,
+    action: ActionKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<&'a [HeaderPair]>,
+    #[serde(skip_serializing_if = "<[HeaderOp]>::is_empty")]
+    request_headers: &'a [HeaderOp],
+    #[serde(skip_serializing_if = "<[HeaderOp]>::is_empty")]
+    response_headers: &'a [HeaderOp],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<WireBodyRef<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit: Option<&'a Audit>,
+}
+
+/// The `body` field when serializing: a string on `block`, chunk bytes otherwise.
+enum WireBodyRef<'a> {
+    Text(&'a str),
+    Data(&'a Bytes),
+}
+
+impl Serialize for WireBodyRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WireBodyRef::Text(text) => serializer.serialize_str(text),
+            WireBodyRef::Data(data) => crate::body::serialize(data, serializer),
+        }
+    }
 }
 
 impl Serialize for Decision {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut wire = DecisionWire {
+        let mut wire = DecisionWireRef {
             request_id: self.request_id,
             action: ActionKind::Allow,
             status: None,
             location: None,
             headers: None,
-            request_headers: self.request_headers.clone(),
-            response_headers: self.response_headers.clone(),
-            body: self.body.clone().map(WireBody::Data),
-            audit: self.audit.clone(),
+            request_headers: &self.request_headers,
+            response_headers: &self.response_headers,
+            body: self.body.as_ref().map(WireBodyRef::Data),
+            audit: self.audit.as_ref(),
         };
         match &self.action {
             Action::Allow => {}
@@ -248,13 +277,13 @@ impl Serialize for Decision {
             } => {
                 wire.action = ActionKind::Block;
                 wire.status = Some(*status);
-                wire.body = body.clone().map(WireBody::Text);
-                wire.headers = (!headers.is_empty()).then(|| headers.clone());
+                wire.body = body.as_deref().map(WireBodyRef::Text);
+                wire.headers = (!headers.is_empty()).then_some(headers.as_slice());
             }
             Action::Redirect { location, status } => {
                 wire.action = ActionKind::Redirect;
                 wire.status = Some(*status);
-                wire.location = Some(location.clone());
+                wire.location = Some(location);
                 wire.body = None;
             }
         }

@@ -396,3 +396,39 @@ async fn reload_swaps_certificates_for_new_handshakes_and_refuses_bad_ones() {
     drop(live);
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_silent_tls_peer_neither_blocks_others_nor_outlives_the_handshake_timeout() {
+    let pki = ServerPki::new();
+    let tls = pki.tls(false);
+    let proxy = Proxy::start_with(
+        move |config| {
+            config.tls = Some(tls);
+            config.handshake_timeout = std::time::Duration::from_millis(300);
+        },
+        PoolSettings::default(),
+        default_logical(),
+    )
+    .await;
+    // A peer that connects and never starts TLS.
+    let mut silent = TcpStream::connect(proxy.tcp).await.expect("connect");
+    // The TLS handshake runs in the connection's own task: others get through meanwhile.
+    let result = try_register(proxy.tcp, &pki.ca, None, "waf-1").await;
+    assert_accepted(&result, "while a silent peer is pending");
+    // The silent peer is dropped once the handshake timeout has passed, and counted.
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), silent.read(&mut buf))
+        .await
+        .expect("the proxy closes the silent connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let stats = proxy.stats.clone();
+    eventually(
+        move || {
+            let now = stats.snapshot();
+            now.tls_handshakes_failed == 1 && now.pending_handshakes == 0
+        },
+        "the timed-out TLS handshake to be counted and finished",
+    )
+    .await;
+}

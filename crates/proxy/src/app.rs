@@ -56,6 +56,8 @@ pub struct RunningProxy {
     accepting: CancellationToken,
     /// Cancelled at the start of shutdown (for `/health`).
     shutting_down: CancellationToken,
+    /// Stops the admin listener, last.
+    admin_stop: CancellationToken,
     http_tasks: JoinSet<()>,
     other_tasks: JoinSet<()>,
     http_addresses: Vec<SocketAddr>,
@@ -74,6 +76,7 @@ impl RunningProxy {
         let pool = AgentPool::new(config.logical_agents(), config.pool);
         let accepting = CancellationToken::new();
         let shutting_down = CancellationToken::new();
+        let admin_stop = CancellationToken::new();
         let mut other_tasks = JoinSet::new();
 
         let mut registrations = None;
@@ -119,7 +122,8 @@ impl RunningProxy {
                 registrations: registrations.clone(),
                 shutdown: shutting_down.clone(),
             };
-            other_tasks.spawn(serve_admin(listener, context, accepting.clone()));
+            // The admin listener outlives the others, so `/health` can answer 503 while draining.
+            other_tasks.spawn(serve_admin(listener, context, admin_stop.clone()));
         }
         tracing::info!(http = ?http_addresses, admin = ?admin_address, agents_socket = ?agent_socket, agents_tcp = ?agent_tcp_address, "sentinel started");
         Ok(RunningProxy {
@@ -128,6 +132,7 @@ impl RunningProxy {
             registrations,
             accepting,
             shutting_down,
+            admin_stop,
             http_tasks,
             other_tasks,
             http_addresses,
@@ -207,9 +212,10 @@ impl RunningProxy {
             }
             _ => false,
         };
-        let logical = new.logical_agents();
+        // The pool first: a route naming a new logical agent must find it the moment the new
+        // configuration is visible.
+        let config_updates_sent = self.state.pool().set_logical_agents(new.logical_agents());
         self.state.set_config(new);
-        let config_updates_sent = self.state.pool().set_logical_agents(logical);
         tracing::info!(config_updates_sent, "configuration reloaded");
         ReloadReport {
             config_updates_sent,
@@ -239,6 +245,7 @@ impl RunningProxy {
             .saturating_duration_since(tokio::time::Instant::now())
             .max(Duration::from_secs(1));
         self.state.pool().shutdown(left).await;
+        self.admin_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             while self.other_tasks.join_next().await.is_some() {}
         })

@@ -82,8 +82,10 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
 async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let path = config_path(path)?;
     let config = config::load(&path)?;
+    let signals =
+        sentinel::signals::Signals::install().context("cannot install signal handlers")?;
     sentinel::limits::raise_open_files_limit();
     let proxy = RunningProxy::start(config, Some(path)).await?;
-    sentinel::signals::serve_until_terminated(proxy).await?;
+    signals.serve_until_terminated(proxy).await;
     Ok(())
 }

@@ -362,3 +362,20 @@ fn allowed_uids_and_gids_parse_and_need_the_unix_socket() {
         assert_eq!(err.line, line, "{err}");
     }
 }
+
+#[test]
+fn absurd_durations_are_refused_before_they_can_overflow_a_deadline() {
+    for (directive, text) in [
+        (
+            "shutdown-grace",
+            format!("{REST}\nshutdown-grace \"18446744073709551615s\"\n"),
+        ),
+        (
+            "timeout",
+            REST.replace("timeout-ms 100", "timeout \"9999999h\""),
+        ),
+    ] {
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("at most 24h"), "{directive}: {err}");
+    }
+}

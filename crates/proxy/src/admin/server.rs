@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 use crate::reverse::RegistrationStats;
 use crate::state::ProxyState;
 
+/// Longest an admin client may take to send its request headers.
+const ADMIN_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What the admin endpoints read.
 #[derive(Clone)]
 pub struct AdminContext {
@@ -50,11 +53,16 @@ pub async fn serve_admin(listener: TcpListener, context: AdminContext, stop: Can
                 async move { Ok::<_, Infallible>(respond(&context, &request)) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(ADMIN_HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => {}
-                _ = stop.cancelled() => connection.as_mut().graceful_shutdown(),
+                _ = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(ADMIN_HEADER_TIMEOUT, connection).await;
+                }
             }
         });
     }

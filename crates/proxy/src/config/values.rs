@@ -8,6 +8,10 @@ use serde_json::{Map, Value};
 
 use super::error::{ConfigError, Source};
 
+/// The longest duration any setting accepts: longer ones are typos, and deadlines computed
+/// from them must not overflow.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 pub(crate) struct Reader<'a> {
     pub source: Source<'a>,
 }
@@ -119,15 +123,20 @@ impl Reader<'_> {
             KdlValue::String(s) => parse_duration(s),
             _ => None,
         };
-        parsed.ok_or_else(|| {
-            self.fail(
+        match parsed {
+            Some(d) if d <= MAX_DURATION => Ok(d),
+            Some(_) => Err(self.fail(
+                node,
+                format!("`{}` must be at most 24h", node.name().value()),
+            )),
+            None => Err(self.fail(
                 node,
                 format!(
                     "`{}` must be a duration such as \"10s\", \"250ms\" or \"2m\"",
                     node.name().value()
                 ),
-            )
-        })
+            )),
+        }
     }
 
     /// `"1MiB"`, `"64KiB"`, `"10MB"`, or a bare number of bytes.

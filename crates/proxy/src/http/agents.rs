@@ -15,7 +15,7 @@ use sentinel_agent_protocol::{
     Action, BodyChunk, HeaderOp, HeaderPair, RequestHeaders, ResponseHeaders,
 };
 
-use super::headers::{apply_ops, to_pairs};
+use super::headers::{apply_ops, to_pairs, MAX_HEADER_OPS};
 use crate::config::{Config, EventSet, FailureMode};
 use crate::pool::{AgentReply, AgentRequest, DispatchError, Event};
 use crate::state::ProxyState;
@@ -263,6 +263,12 @@ impl AgentChain {
     }
 
     /// Applies the collected response header operations to the final response.
+    /// Collects response header ops for the end of the request, at most `MAX_HEADER_OPS`.
+    fn keep_response_ops(&mut self, ops: Vec<HeaderOp>) {
+        let room = MAX_HEADER_OPS.saturating_sub(self.response_ops.len());
+        self.response_ops.extend(ops.into_iter().take(room));
+    }
+
     pub(crate) fn apply_response_ops(&self, headers: &mut HeaderMap) {
         let skipped = apply_ops(headers, &self.response_ops);
         if skipped > 0 {
@@ -318,7 +324,7 @@ impl AgentChain {
             } => {
                 let reason = decision.audit.as_ref().and_then(|a| a.reason.as_deref());
                 tracing::info!(agent = %name, status, reason, "request blocked");
-                self.response_ops.extend(decision.response_headers);
+                self.keep_response_ops(decision.response_headers);
                 self.members[i].request = None;
                 return Err(Stop::Block {
                     status,
@@ -335,12 +341,12 @@ impl AgentChain {
                     );
                 }
                 tracing::info!(agent = %name, status, %location, "request redirected");
-                self.response_ops.extend(decision.response_headers);
+                self.keep_response_ops(decision.response_headers);
                 self.members[i].request = None;
                 return Err(Stop::Redirect { location, status });
             }
         };
-        self.response_ops.extend(decision.response_headers);
+        self.keep_response_ops(decision.response_headers);
         Ok(Some(Answer {
             last,
             request_ops: decision.request_headers,

@@ -33,6 +33,8 @@ enum Failure {
     Upstream(UpstreamError),
     #[error("reading the upstream's response body failed: {0}")]
     UpstreamBody(BoxError),
+    #[error("the {0:?} body stalled while agents were inspecting it")]
+    Stalled(Phase),
 }
 
 impl Failure {
@@ -42,6 +44,7 @@ impl Failure {
             (InspectError::TooLarge, phase) => Failure::TooLarge(phase),
             (InspectError::Body(e), Phase::Request) => Failure::ClientBody(e),
             (InspectError::Body(e), Phase::Response) => Failure::UpstreamBody(e),
+            (InspectError::Stalled, phase) => Failure::Stalled(phase),
         }
     }
 
@@ -51,7 +54,8 @@ impl Failure {
             Failure::Stopped(Stop::Unavailable) => "agent_unavailable",
             Failure::Stopped(_) => "blocked",
             Failure::TooLarge(_) => "body_too_large",
-            Failure::ClientBody(_) => "client_disconnected",
+            Failure::ClientBody(_) | Failure::Stalled(Phase::Request) => "client_disconnected",
+            Failure::Stalled(Phase::Response) => "upstream_error",
             Failure::Upstream(_) | Failure::UpstreamBody(_) => "upstream_error",
         }
     }
@@ -65,6 +69,8 @@ impl Failure {
             Failure::ClientBody(_) => status_response(StatusCode::BAD_REQUEST),
             Failure::Upstream(e) => status_response(e.status()),
             Failure::UpstreamBody(_) => status_response(StatusCode::BAD_GATEWAY),
+            Failure::Stalled(Phase::Request) => status_response(StatusCode::REQUEST_TIMEOUT),
+            Failure::Stalled(Phase::Response) => status_response(StatusCode::GATEWAY_TIMEOUT),
         }
     }
 }
@@ -76,14 +82,23 @@ pub(crate) async fn handle(
     client: SocketAddr,
 ) -> Response<ProxyBody> {
     let config = state.config();
-    let (parts, body) = request.into_parts();
-    let host = parts.uri.host().map(str::to_string).or_else(|| {
-        parts
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-    });
+    let (mut parts, body) = request.into_parts();
+    let Some(host) = effective_host(&parts) else {
+        state
+            .metrics()
+            .record_request("-", StatusCode::BAD_REQUEST.as_u16());
+        return status_response(StatusCode::BAD_REQUEST);
+    };
+    if has_dot_segment(parts.uri.path()) {
+        state
+            .metrics()
+            .record_request("-", StatusCode::BAD_REQUEST.as_u16());
+        return status_response(StatusCode::BAD_REQUEST);
+    }
+    // The upstream sees the host the route was chosen on, and only that one.
+    if let Some(value) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+        parts.headers.insert(HOST, value);
+    }
     let Some(route) = routing::select(&config.routes, host.as_deref(), parts.uri.path()) else {
         state
             .metrics()
@@ -95,6 +110,33 @@ pub(crate) async fn handle(
         .metrics()
         .record_request(&route.name, response.status().as_u16());
     response
+}
+
+/// The host a request is for: the URI's authority (absolute-form, HTTP/2 `:authority`) wins
+/// over `Host`, as HTTP requires. `None` (→ 400) when there are several `Host` headers, so
+/// routing and the upstream can never disagree about the host.
+fn effective_host(parts: &Parts) -> Option<Option<String>> {
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return None;
+    }
+    if let Some(authority) = parts.uri.authority() {
+        return Some(Some(authority.as_str().to_string()));
+    }
+    match header {
+        Some(value) => value.to_str().ok().map(|h| Some(h.to_string())),
+        None => Some(None),
+    }
+}
+
+/// Whether the path has a `.` or `..` segment (also percent-encoded). Such paths are refused
+/// (400): a prefix route must not be escaped by a path the upstream would normalise elsewhere.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    })
 }
 
 async fn proxy(

@@ -79,8 +79,8 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static st
 /// value. Operations with an invalid name or value, or on a framing header, are skipped and
 /// counted in the result.
 pub fn apply_ops(headers: &mut HeaderMap, ops: &[HeaderOp]) -> usize {
-    let mut skipped = 0;
-    for op in ops {
+    let mut skipped = ops.len().saturating_sub(MAX_HEADER_OPS);
+    for op in ops.iter().take(MAX_HEADER_OPS) {
         let name = match op {
             HeaderOp::Set { name, .. } | HeaderOp::Add { name, .. } | HeaderOp::Remove { name } => {
                 name
@@ -103,10 +103,14 @@ pub fn apply_ops(headers: &mut HeaderMap, ops: &[HeaderOp]) -> usize {
                     skipped += 1;
                     continue;
                 };
-                if matches!(op, HeaderOp::Set { .. }) {
-                    headers.insert(name, value);
+                // `try_*`: a map at its size limit refuses instead of panicking.
+                let applied = if matches!(op, HeaderOp::Set { .. }) {
+                    headers.try_insert(name, value).is_ok()
                 } else {
-                    headers.append(name, value);
+                    headers.try_append(name, value).is_ok()
+                };
+                if !applied {
+                    skipped += 1;
                 }
             }
         }
@@ -114,9 +118,13 @@ pub fn apply_ops(headers: &mut HeaderMap, ops: &[HeaderOp]) -> usize {
     skipped
 }
 
+/// Most header operations (or block headers) applied from one list; an agent cannot make the
+/// proxy build arbitrarily large header maps.
+pub const MAX_HEADER_OPS: usize = 64;
+
 /// Adds `pairs` (a block decision's headers) to `headers`, skipping invalid and framing ones.
 pub fn append_pairs(headers: &mut HeaderMap, pairs: &[HeaderPair]) {
-    for (name, value) in pairs {
+    for (name, value) in pairs.iter().take(MAX_HEADER_OPS) {
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
@@ -124,7 +132,7 @@ pub fn append_pairs(headers: &mut HeaderMap, pairs: &[HeaderPair]) {
             continue;
         };
         if !is_protected(&name) {
-            headers.append(name, value);
+            let _ = headers.try_append(name, value);
         }
     }
 }

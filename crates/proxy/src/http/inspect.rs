@@ -42,7 +42,15 @@ pub(crate) enum InspectError {
     /// Reading the body failed.
     #[error("reading the body failed: {0}")]
     Body(BoxError),
+    /// No body data arrived for [`BODY_STALL_TIMEOUT`] while agents were waiting for it.
+    #[error("no body data for {BODY_STALL_TIMEOUT:?}")]
+    Stalled,
 }
+
+/// Longest wait for the next piece of a body that agents are inspecting. The request holds an
+/// in-flight slot on each of its agents' connections meanwhile, so a client that trickles or
+/// withholds its body must not hold those slots for long.
+pub const BODY_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Inspects `body` in `phase` with at most `limit` bytes seen by agents.
 pub(crate) async fn inspect<B>(
@@ -77,7 +85,8 @@ where
             return Ok(out.done((!ended).then_some(body)));
         }
         if input.is_empty() && !ended {
-            match next_data(&mut body).await {
+            let next = tokio::time::timeout(BODY_STALL_TIMEOUT, next_data(&mut body)).await;
+            match next.map_err(|_| InspectError::Stalled)? {
                 None => ended = true,
                 Some(Err(e)) => return Err(InspectError::Body(e)),
                 Some(Ok(mut data)) => {

@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::error::{AddressError, DialError};
+use crate::tls::TlsDialer;
 
 /// Any bidirectional byte stream a connection can run over.
 pub(crate) trait ProxyStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -32,7 +33,8 @@ pub enum ProxyAddr {
         /// Port.
         port: u16,
     },
-    /// `tls:host:port`: TCP with TLS. Parses, but dialing it is not supported yet.
+    /// `tls:host:port`: TCP with TLS, checked against the runner's CA bundle
+    /// ([`crate::TlsClientConfig`]).
     Tls {
         /// Host name or IP address.
         host: String,
@@ -42,22 +44,20 @@ pub enum ProxyAddr {
 }
 
 impl ProxyAddr {
-    /// Whether this SDK can dial the address (everything but `tls:` today).
-    pub fn is_supported(&self) -> bool {
-        !matches!(self, ProxyAddr::Tls { .. })
+    /// Whether this is a `tls:` address.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ProxyAddr::Tls { .. })
     }
 
-    /// Opens a stream to the proxy, giving up after `timeout`.
-    pub(crate) async fn dial(&self, timeout: Duration) -> Result<BoxedStream, DialError> {
-        if !self.is_supported() {
-            return Err(DialError::TlsUnsupported(self.to_string()));
-        }
-        match tokio::time::timeout(timeout, self.connect()).await {
-            Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(source)) => Err(DialError::Connect {
-                address: self.to_string(),
-                source,
-            }),
+    /// Opens a stream to the proxy (TLS handshake included for `tls:`), giving up after
+    /// `timeout`.
+    pub(crate) async fn dial(
+        &self,
+        timeout: Duration,
+        tls: Option<&TlsDialer>,
+    ) -> Result<BoxedStream, DialError> {
+        match tokio::time::timeout(timeout, self.connect(tls)).await {
+            Ok(result) => result,
             Err(_) => Err(DialError::Timeout {
                 address: self.to_string(),
                 after: timeout,
@@ -65,21 +65,36 @@ impl ProxyAddr {
         }
     }
 
-    async fn connect(&self) -> std::io::Result<BoxedStream> {
+    async fn connect(&self, tls: Option<&TlsDialer>) -> Result<BoxedStream, DialError> {
+        let connect_error = |source| DialError::Connect {
+            address: self.to_string(),
+            source,
+        };
         match self {
-            ProxyAddr::Unix(path) => Ok(Box::new(UnixStream::connect(path).await?)),
-            ProxyAddr::Tcp { host, port } => {
-                let stream = TcpStream::connect((strip_brackets(host), *port)).await?;
-                // Decisions are small and latency-bound.
-                let _ = stream.set_nodelay(true);
-                Ok(Box::new(stream))
-            }
-            ProxyAddr::Tls { .. } => Err(std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "TLS is not supported yet",
+            ProxyAddr::Unix(path) => Ok(Box::new(
+                UnixStream::connect(path).await.map_err(connect_error)?,
             )),
+            ProxyAddr::Tcp { host, port } => {
+                Ok(Box::new(tcp(host, *port).await.map_err(connect_error)?))
+            }
+            ProxyAddr::Tls { host, port } => {
+                let Some(tls) = tls else {
+                    return Err(DialError::TlsNotConfigured(self.to_string()));
+                };
+                let stream = tcp(host, *port).await.map_err(connect_error)?;
+                Ok(Box::new(
+                    tls.handshake(&self.to_string(), host, stream).await?,
+                ))
+            }
         }
     }
+}
+
+async fn tcp(host: &str, port: u16) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect((strip_brackets(host), port)).await?;
+    // Decisions are small and latency-bound.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 fn strip_brackets(host: &str) -> &str {
@@ -204,14 +219,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tls_parses_but_dialing_says_it_is_unsupported() {
-        let addr: ProxyAddr = "tls:127.0.0.1:9443".parse().unwrap();
-        assert!(!addr.is_supported());
-        let err = addr.dial(Duration::from_secs(1)).await.err().unwrap();
-        assert!(matches!(err, DialError::TlsUnsupported(_)));
-        assert!(
-            err.to_string().contains("TLS is not supported yet"),
-            "{err}"
-        );
+    async fn tls_without_settings_is_refused_before_connecting() {
+        let addr: ProxyAddr = "tls:127.0.0.1:9".parse().unwrap();
+        assert!(addr.is_tls());
+        let err = addr.dial(Duration::from_secs(1), None).await.err().unwrap();
+        assert!(matches!(err, DialError::TlsNotConfigured(_)), "{err}");
+        assert!(err.to_string().contains("--tls-ca"), "{err}");
     }
 }

@@ -1,15 +1,19 @@
 //! [`ConnectArgs`]: the command-line flags every agent binary shares (`--connect`, `--agent-id`,
-//! `--auth-token-env`, `--connections`, `--max-concurrent`), ready to `#[command(flatten)]` into
+//! `--auth-token-env`, `--connections`, `--max-concurrent`, and `--tls-ca`, `--tls-cert`,
+//! `--tls-key`, `--tls-server-name` for `tls:` proxies), ready to `#[command(flatten)]` into
 //! an agent's own clap parser, and their translation into a [`RunnerConfig`].
+
+use std::path::PathBuf;
 
 use crate::address::ProxyAddr;
 use crate::config::RunnerConfig;
 use crate::error::ConfigError;
+use crate::tls::TlsClientConfig;
 
 /// The standard agent flags (PROTOCOL.md §8).
 #[derive(Debug, Clone, clap::Parser)]
 pub struct ConnectArgs {
-    /// Proxy to dial: unix:/path/to/agents.sock, tcp:host:port (tls: is not supported yet).
+    /// Proxy to dial: unix:/path/to/agents.sock, tcp:host:port or tls:host:port.
     /// Repeat to serve several proxies.
     #[arg(long = "connect", value_name = "ADDR", required = true)]
     pub connect: Vec<ProxyAddr>,
@@ -25,6 +29,18 @@ pub struct ConnectArgs {
     /// Events processed at once on one connection.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub max_concurrent: u32,
+    /// PEM bundle of the CAs that may sign the proxy's certificate (needed for tls: proxies).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate for proxies that require mutual TLS (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the client certificate (with --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Name the proxy's certificate must carry; default: the host of the tls: address.
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
 }
 
 impl ConnectArgs {
@@ -34,6 +50,12 @@ impl ConnectArgs {
         config.proxies = self.connect.clone();
         config.connections_per_proxy = self.connections;
         config.max_concurrent_requests = self.max_concurrent;
+        config.tls = TlsClientConfig {
+            ca_file: self.tls_ca.clone(),
+            cert_file: self.tls_cert.clone(),
+            key_file: self.tls_key.clone(),
+            server_name: self.tls_server_name.clone(),
+        };
         if let Some(name) = &self.auth_token_env {
             config.auth_token = Some(RunnerConfig::token_from_env(name)?);
         }
@@ -79,6 +101,60 @@ mod tests {
         assert_eq!(config.connections_per_proxy, 2);
         assert_eq!(config.auth_token.unwrap().expose(), "t0ken");
         assert_eq!(cli.rules.as_deref(), Some("r.json"));
+    }
+
+    #[test]
+    fn tls_flags_fill_the_tls_settings() {
+        let cli = Cli::try_parse_from([
+            "agent",
+            "--connect",
+            "tls:proxy.internal:9443",
+            "--agent-id",
+            "waf-1",
+            "--tls-ca",
+            "/etc/sentinel/ca.pem",
+            "--tls-cert",
+            "/etc/agent.crt",
+            "--tls-key",
+            "/etc/agent.key",
+            "--tls-server-name",
+            "sentinel.internal",
+        ])
+        .unwrap();
+        let config = cli.connect.to_config().unwrap();
+        assert_eq!(
+            config.tls.ca_file.as_deref(),
+            Some("/etc/sentinel/ca.pem".as_ref())
+        );
+        assert_eq!(
+            config.tls.cert_file.as_deref(),
+            Some("/etc/agent.crt".as_ref())
+        );
+        assert_eq!(
+            config.tls.key_file.as_deref(),
+            Some("/etc/agent.key".as_ref())
+        );
+        assert_eq!(config.tls.server_name.as_deref(), Some("sentinel.internal"));
+        // A certificate without its key is a usage error.
+        let half = Cli::try_parse_from([
+            "agent",
+            "--connect",
+            "tls:p:1",
+            "--agent-id",
+            "a",
+            "--tls-ca",
+            "ca",
+            "--tls-cert",
+            "c",
+        ]);
+        assert!(half.is_err());
+        // tls: without a CA bundle says which flag is missing.
+        let no_ca = Cli::try_parse_from(["agent", "--connect", "tls:p:1", "--agent-id", "a"])
+            .unwrap()
+            .connect
+            .to_config()
+            .unwrap_err();
+        assert!(no_ca.to_string().contains("--tls-ca"), "{no_ca}");
     }
 
     #[test]

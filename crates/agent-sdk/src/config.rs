@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::address::ProxyAddr;
 use crate::backoff::BackoffConfig;
 use crate::error::ConfigError;
+use crate::tls::TlsClientConfig;
 
 /// How the runner connects and behaves. `Debug` masks the token.
 #[derive(Debug, Clone)]
@@ -48,6 +49,8 @@ pub struct RunnerConfig {
     pub metadata: Map<String, Value>,
     /// Payload encodings offered, preferred first (default MessagePack, then JSON).
     pub encodings: Vec<Encoding>,
+    /// How `tls:` proxies are dialled (CA bundle, client certificate, server name).
+    pub tls: TlsClientConfig,
 }
 
 impl RunnerConfig {
@@ -70,6 +73,7 @@ impl RunnerConfig {
             version: env!("CARGO_PKG_VERSION").to_string(),
             metadata: Map::new(),
             encodings: Encoding::SUPPORTED.to_vec(),
+            tls: TlsClientConfig::default(),
         }
     }
 
@@ -89,9 +93,12 @@ impl RunnerConfig {
         if self.proxies.is_empty() {
             return Err(ConfigError::NoProxy);
         }
-        if let Some(tls) = self.proxies.iter().find(|p| !p.is_supported()) {
-            return Err(ConfigError::TlsUnsupported(tls.to_string()));
-        }
+        let first_tls = self
+            .proxies
+            .iter()
+            .find(|p| p.is_tls())
+            .map(|p| p.to_string());
+        self.tls.check(first_tls.as_deref())?;
         let counts = [
             (self.connections_per_proxy, "connections per proxy"),
             (
@@ -150,10 +157,12 @@ mod tests {
         let mut c = valid();
         c.proxies.push("tls:proxy:9443".parse().unwrap());
         let err = c.validate().unwrap_err();
-        assert!(
-            err.to_string().contains("TLS is not supported yet"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("--tls-ca"), "{err}");
+        c.tls.ca_file = Some("/etc/sentinel/ca.pem".into());
+        assert!(c.validate().is_ok());
+        c.tls.cert_file = Some("/etc/agent.crt".into());
+        let err = c.validate().unwrap_err();
+        assert!(err.to_string().contains("--tls-key"), "{err}");
         let mut c = valid();
         c.connections_per_proxy = 0;
         assert!(matches!(c.validate(), Err(ConfigError::Zero(_))));

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use sentinel_agent_protocol::{MessageType, ProtocolError, RegistrationErrorCode};
 
+use crate::tls::TlsConfigError;
+
 /// A proxy address that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
@@ -30,9 +32,9 @@ pub enum ConfigError {
         "no proxy to connect to; give at least one address (--connect unix:/path or tcp:host:port)"
     )]
     NoProxy,
-    /// A `tls:` address was given; this SDK cannot dial TLS yet.
-    #[error("cannot use {0}: TLS is not supported yet by the agent SDK; use unix: or tcp:")]
-    TlsUnsupported(String),
+    /// The TLS settings for `tls:` proxies are missing or unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
     /// The environment variable meant to hold the auth token is unset, empty or not UTF-8.
     #[error("environment variable {0} (the auth token) is not set or empty")]
     MissingTokenEnv(String),
@@ -50,9 +52,26 @@ pub enum ConfigError {
 /// Opening the socket to a proxy failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
-    /// `tls:` addresses cannot be dialled yet.
-    #[error("cannot dial {0}: TLS is not supported yet by the agent SDK; use unix: or tcp:")]
-    TlsUnsupported(String),
+    /// A `tls:` address was dialled without TLS settings.
+    #[error("cannot dial {0}: no TLS settings; pass --tls-ca FILE (and --tls-cert/--tls-key for mutual TLS)")]
+    TlsNotConfigured(String),
+    /// The TLS server name for the address is invalid.
+    #[error("cannot dial {address}: {source}")]
+    ServerName {
+        /// The proxy address.
+        address: String,
+        /// Why.
+        source: TlsConfigError,
+    },
+    /// The TLS handshake failed (untrusted or mismatching proxy certificate, client
+    /// certificate refused, not a TLS listener, …).
+    #[error("TLS handshake with {address} failed: {source}")]
+    Tls {
+        /// The proxy address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The connect call failed (nothing listening, permission denied, …).
     #[error("cannot connect to {address}: {source}")]
     Connect {
@@ -105,7 +124,9 @@ impl RegisterError {
     pub fn is_permanent(&self) -> bool {
         match self {
             RegisterError::Rejected { code, .. } => !code.is_retryable(),
-            RegisterError::Dial(DialError::TlsUnsupported(_)) => true,
+            RegisterError::Dial(DialError::TlsNotConfigured(_) | DialError::ServerName { .. }) => {
+                true
+            }
             _ => false,
         }
     }

@@ -1,5 +1,5 @@
 //! The Sentinel agent SDK: write a policy agent as a few async methods, and let the runner do
-//! the rest — dial the proxy (`unix:` or `tcp:`), register with an id, token, capabilities and
+//! the rest — dial the proxy (`unix:`, `tcp:` or `tls:`, with an optional client certificate), register with an id, token, capabilities and
 //! metadata, keep N connections per proxy alive with jittered exponential backoff, run events
 //! concurrently, honour Cancel, answer Ping, apply pushed configuration, and drain on shutdown.
 //!
@@ -49,6 +49,7 @@ mod register;
 mod request_ext;
 mod runner;
 mod shutdown;
+mod tls;
 mod verdict;
 
 pub use address::ProxyAddr;
@@ -64,6 +65,7 @@ pub use request_ext::{
 };
 pub use runner::Runner;
 pub use shutdown::{init_tracing, shutdown_on_signal};
+pub use tls::{TlsClientConfig, TlsConfigError};
 pub use verdict::{Reply, Verdict};
 
 /// The protocol crate, for the message types handlers receive.

@@ -14,6 +14,7 @@ use tokio_util::codec::Framed;
 
 use crate::address::{BoxedStream, ProxyAddr};
 use crate::error::{DialError, RegisterError};
+use crate::tls::TlsDialer;
 
 /// A connection the proxy accepted.
 pub(crate) struct Registered {
@@ -25,15 +26,16 @@ pub(crate) struct Registered {
     pub heartbeat: Option<Duration>,
 }
 
-/// Dials `proxy` and registers with `request`. The whole exchange is bounded by `timeout`.
+/// Dials `proxy` (through `tls` for `tls:` addresses) and registers with `request`. The whole exchange is bounded by `timeout`.
 pub(crate) async fn register(
     proxy: &ProxyAddr,
+    tls: Option<&TlsDialer>,
     request: &RegistrationRequest,
     timeout: Duration,
     max_frame_length: usize,
 ) -> Result<Registered, RegisterError> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let stream = proxy.dial(timeout).await?;
+    let stream = proxy.dial(timeout, tls).await?;
     let mut framed = Framed::new(stream, FrameCodec::with_max_frame_length(max_frame_length));
     let frame = Message::RegistrationRequest(Box::new(request.clone())).to_frame(Encoding::Json)?;
     let exchange = async {

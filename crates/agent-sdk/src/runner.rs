@@ -19,6 +19,7 @@ use crate::connection::{self, Shared};
 use crate::error::{ConfigError, RegisterError, RunError};
 use crate::events::{Disconnect, EventSink, RunnerEvent};
 use crate::register::register;
+use crate::tls::TlsDialer;
 use crate::{config_push, metadata};
 
 /// Runs an agent: connects, registers, serves, reconnects, drains.
@@ -38,18 +39,25 @@ pub struct Runner<A> {
     config: Arc<RunnerConfig>,
     request: RegistrationRequest,
     events: EventSink,
+    tls: Option<TlsDialer>,
 }
 
 impl<A: Agent> Runner<A> {
-    /// A runner for `agent`; fails if `config` is invalid.
+    /// A runner for `agent`; fails if `config` is invalid, including TLS files that cannot
+    /// be read or used (they are loaded here, once).
     pub fn new(agent: A, config: RunnerConfig) -> Result<Runner<A>, ConfigError> {
         config.validate()?;
+        let tls = match config.proxies.iter().find(|p| p.is_tls()) {
+            Some(first) => Some(TlsDialer::new(&config.tls, &first.to_string())?),
+            None => None,
+        };
         let request = registration_request(&config, agent.events());
         Ok(Runner {
             agent: Arc::new(agent),
             config: Arc::new(config),
             request,
             events: EventSink::new(),
+            tls,
         })
     }
 
@@ -79,6 +87,7 @@ impl<A: Agent> Runner<A> {
             request: self.request,
             config_queue,
             events: self.events,
+            tls: self.tls,
         });
         let config = &self.config;
         tracing::info!(
@@ -166,7 +175,7 @@ async fn run_slot<A: Agent>(
             slot,
         });
         let attempt = tokio::select! {
-            attempt = register(&proxy, &shared.request, config.registration_timeout, config.max_frame_length) => attempt,
+            attempt = register(&proxy, shared.tls.as_ref(), &shared.request, config.registration_timeout, config.max_frame_length) => attempt,
             _ = shutdown.cancelled() => break,
         };
         let permanent = match attempt {

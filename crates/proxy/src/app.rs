@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{serve_admin, AdminContext, Metrics};
 use crate::config::{self, Config, ConfigError};
 use crate::pool::AgentPool;
-use crate::reverse::{ListenerError, RegistrationStats, ReverseConnectionListener};
+use crate::reverse::{ListenerError, RegistrationStats, ReverseConnectionListener, TlsSlot};
 use crate::state::ProxyState;
 
 /// Why the proxy could not start.
@@ -42,6 +42,9 @@ pub struct ReloadReport {
     pub config_updates_sent: usize,
     /// Settings that changed but take effect only after a restart (socket addresses).
     pub needs_restart: Vec<String>,
+    /// Whether the reverse listener's TLS certificates (and client CA) were re-read and are
+    /// used by new TLS handshakes from now on.
+    pub tls_reloaded: bool,
 }
 
 /// A running proxy.
@@ -61,6 +64,7 @@ pub struct RunningProxy {
     admin_address: Option<SocketAddr>,
     agent_socket: Option<PathBuf>,
     agent_tcp_address: Option<SocketAddr>,
+    agent_tls: Option<Arc<TlsSlot>>,
 }
 
 impl RunningProxy {
@@ -76,12 +80,13 @@ impl RunningProxy {
         let mut other_tasks = JoinSet::new();
 
         let mut registrations = None;
-        let (mut agent_socket, mut agent_tcp_address) = (None, None);
+        let (mut agent_socket, mut agent_tcp_address, mut agent_tls) = (None, None, None);
         if let Some(reverse) = config.reverse_listener.clone() {
             let listener = ReverseConnectionListener::bind(reverse, pool.clone()).await?;
             registrations = Some(listener.stats());
             agent_socket = listener.uds_path().map(Path::to_path_buf);
             agent_tcp_address = listener.tcp_address();
+            agent_tls = listener.tls_slot();
             other_tasks.spawn(listener.run(accepting.clone()));
         }
 
@@ -134,6 +139,7 @@ impl RunningProxy {
             admin_address,
             agent_socket,
             agent_tcp_address,
+            agent_tls,
         })
     }
 
@@ -167,9 +173,11 @@ impl RunningProxy {
         self.registrations.as_ref()
     }
 
-    /// Re-reads the configuration file. A file with an error is refused and the running
-    /// configuration keeps serving; a valid one replaces it and agents whose pushed config
-    /// changed get a ConfigUpdate.
+    /// Re-reads the configuration file, and with it the reverse listener's TLS certificate, key
+    /// and client CA. A file with an error — including an unreadable or unusable certificate —
+    /// is refused and the running configuration (and certificate) keeps serving; a valid one
+    /// replaces it, new TLS handshakes use the new certificates, and agents whose pushed config
+    /// changed get a ConfigUpdate. Connections already up are not touched.
     pub fn reload(&self) -> Result<ReloadReport, ConfigError> {
         let Some(path) = &self.config_path else {
             return Err(ConfigError {
@@ -193,6 +201,17 @@ impl RunningProxy {
                 "changed in the configuration; takes effect after a restart"
             );
         }
+        let tls_reloaded = match (
+            &self.agent_tls,
+            new.reverse_listener.as_ref().and_then(|r| r.tls.clone()),
+        ) {
+            (Some(slot), Some(tls)) => {
+                tracing::info!(files = ?tls.files(), "reverse listener TLS certificates reloaded; new handshakes use them");
+                slot.replace(tls);
+                true
+            }
+            _ => false,
+        };
         // The pool first: a route naming a new logical agent must find it the moment the new
         // configuration is visible.
         let config_updates_sent = self.state.pool().set_logical_agents(new.logical_agents());
@@ -201,6 +220,7 @@ impl RunningProxy {
         ReloadReport {
             config_updates_sent,
             needs_restart,
+            tls_reloaded,
         }
     }
 
@@ -254,11 +274,17 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
                 r.require_auth,
                 r.tokens.len(),
                 r.max_connections_per_agent,
+                r.peer_filter.clone(),
             )
         })
     };
     if reverse(old) != reverse(new) {
         changed.push("reverse-listener".to_string());
+    }
+    // Certificates reload in place; turning TLS on or off changes what the socket speaks.
+    let tls_on = |c: &Config| c.reverse_listener.as_ref().is_some_and(|r| r.tls.is_some());
+    if tls_on(old) != tls_on(new) {
+        changed.push("reverse-listener tls (turned on or off)".to_string());
     }
     if old.listeners != new.listeners {
         changed.push("listeners".to_string());

@@ -1,5 +1,5 @@
-//! The byte streams agents arrive on. Unix, TCP and (later) TLS streams are erased into one
-//! boxed type so that everything after the accept loop has a single code path.
+//! The byte streams agents arrive on. Unix, TCP and TLS streams are erased into one boxed type
+//! so that everything after the handshake has a single code path.
 
 use std::fmt;
 
@@ -43,12 +43,27 @@ impl fmt::Display for Transport {
     }
 }
 
+/// The credentials of a Unix socket peer, as the kernel reports them (`SO_PEERCRED`): the
+/// effective uid and gid of the process when it connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCredentials {
+    /// Effective user id.
+    pub uid: u32,
+    /// Effective (primary) group id; supplementary groups are not reported.
+    pub gid: u32,
+    /// Process id, where the platform reports it.
+    pub pid: Option<i32>,
+}
+
 /// A freshly accepted, not yet registered connection.
 pub struct IncomingConnection {
-    /// The stream.
+    /// The stream, as accepted: for [`Transport::Tls`] the TLS handshake has not run yet (it
+    /// runs in the handshake task, bounded by the handshake timeout).
     pub stream: BoxedStream,
     /// Which listener it came through.
     pub transport: Transport,
     /// The peer's address, for logs (`unix` peers show as `uds`).
     pub peer: String,
+    /// The peer's credentials (Unix socket peers only; `None` if the kernel would not say).
+    pub credentials: Option<PeerCredentials>,
 }

@@ -4,6 +4,11 @@
 use std::path::Path;
 use std::time::Duration;
 
+#[allow(dead_code)]
+#[path = "../../agent-sdk/testkit/src/pki.rs"]
+mod pki;
+
+use pki::TestCa;
 use sentinel::config::{self, BodyOverflow, FailureMode};
 use serde_json::json;
 
@@ -228,11 +233,134 @@ fn errors_name_file_line_column_and_what_is_wrong() {
 }
 
 #[test]
-fn tls_is_refused_with_a_clear_sentence_until_supported() {
-    let text = format!("reverse-listener {{\n    tcp-address \"0.0.0.0:9090\"\n    tls {{\n        cert-file \"a\"\n    }}\n}}\n{REST}");
-    let err = parse(&text).unwrap_err();
-    assert_eq!(err.line, 3);
-    assert!(err.message.contains("TLS"), "{err}");
+fn tls_block_loads_certificates_relative_to_the_file_and_reports_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("config test CA");
+    ca.server(&["proxy.test"]).write(dir.path(), "agents");
+    ca.write(dir.path(), "agent-ca");
+    let file = dir.path().join("sentinel.kdl");
+    let block = |tls: &str| {
+        format!("reverse-listener {{\n    tcp-address \"0.0.0.0:9090\"\n    tls {{\n{tls}    }}\n}}\n{REST}")
+    };
+    let full = block(
+        "        cert-file \"agents.crt\"\n        key-file \"agents.key\"\n        client-ca-file \"agent-ca.crt\"   // mutual TLS\n",
+    );
+    let config = config::parse(&full, &file).expect("valid TLS block");
+    let tls = config.reverse_listener.unwrap().tls.expect("tls");
+    assert_eq!(tls.files().cert_file, dir.path().join("agents.crt"));
+    assert_eq!(tls.files().key_file, dir.path().join("agents.key"));
+    assert_eq!(
+        tls.files().client_ca_file.as_deref(),
+        Some(dir.path().join("agent-ca.crt").as_path())
+    );
+    assert!(tls.is_mutual());
+    let server_only = block("        cert-file \"agents.crt\"\n        key-file \"agents.key\"\n");
+    assert!(!config::parse(&server_only, &file)
+        .unwrap()
+        .reverse_listener
+        .unwrap()
+        .tls
+        .unwrap()
+        .is_mutual());
+
+    // Each mistake names the file, the line of the setting at fault, and what to do.
+    std::fs::write(dir.path().join("not-a-key.pem"), "hello").unwrap();
+    let cases = [
+        (
+            block("        cert-file \"missing.crt\"\n        key-file \"agents.key\"\n"),
+            4,
+            "cannot read cert-file",
+        ),
+        (
+            block("        cert-file \"agents.crt\"\n        key-file \"not-a-key.pem\"\n"),
+            5,
+            "holds no PEM private key",
+        ),
+        (
+            block("        cert-file \"agents.crt\"\n        key-file \"agents.key\"\n        client-ca-file \"not-a-key.pem\"\n"),
+            6,
+            "holds no PEM certificate",
+        ),
+        (
+            block("        cert-file \"agents.crt\"\n"),
+            3,
+            "needs both `cert-file` and `key-file`",
+        ),
+        (
+            block("        cert-file \"agents.crt\"\n        key-file \"agents.key\"\n        ciphers \"all\"\n"),
+            6,
+            "unknown directive `ciphers` in tls",
+        ),
+        (
+            format!("reverse-listener {{\n    path \"/run/a.sock\"\n    tls {{\n        cert-file \"agents.crt\"\n        key-file \"agents.key\"\n    }}\n}}\n{REST}"),
+            3,
+            "add a `tcp-address`",
+        ),
+    ];
+    for (text, line, expected) in cases {
+        let err = config::parse(&text, &file).expect_err(expected);
+        assert!(
+            err.message.contains(expected),
+            "expected {expected:?}: {err}"
+        );
+        assert_eq!(err.line, line, "{err}");
+    }
+    // Key material never appears in an error.
+    let key = std::fs::read_to_string(dir.path().join("agents.key")).unwrap();
+    std::fs::write(dir.path().join("key-as-cert.pem"), &key).unwrap();
+    let text = block("        cert-file \"key-as-cert.pem\"\n        key-file \"agents.key\"\n");
+    let err = config::parse(&text, &file).unwrap_err();
+    let body = key.lines().nth(1).unwrap();
+    assert!(!err.to_string().contains(body), "{err}");
+}
+
+#[test]
+fn allowed_uids_and_gids_parse_and_need_the_unix_socket() {
+    let text = format!("reverse-listener {{\n    path \"/run/a.sock\"\n    allowed-uids 0 1000\n    allowed-gids 50\n}}\n{REST}");
+    let reverse = parse(&text).unwrap().reverse_listener.unwrap();
+    assert_eq!(reverse.peer_filter.allowed_uids, Some(vec![0, 1000]));
+    assert_eq!(reverse.peer_filter.allowed_gids, Some(vec![50]));
+    assert_eq!(
+        parse(&format!(
+            "reverse-listener {{\n    path \"/run/a.sock\"\n}}\n{REST}"
+        ))
+        .unwrap()
+        .reverse_listener
+        .unwrap()
+        .peer_filter,
+        Default::default(),
+        "no lists by default"
+    );
+    let cases = [
+        (
+            "    path \"/run/a.sock\"\n    allowed-uids \"root\"\n",
+            3,
+            "takes numeric ids",
+        ),
+        (
+            "    path \"/run/a.sock\"\n    allowed-gids -1\n",
+            3,
+            "takes numeric ids",
+        ),
+        (
+            "    path \"/run/a.sock\"\n    allowed-uids\n",
+            3,
+            "one or more numeric ids",
+        ),
+        (
+            "    tcp-address \"0.0.0.0:9090\"\n    allowed-uids 1000\n",
+            1,
+            "apply to the Unix socket: add a `path`",
+        ),
+    ];
+    for (body, line, expected) in cases {
+        let err = parse(&format!("reverse-listener {{\n{body}}}\n{REST}")).expect_err(expected);
+        assert!(
+            err.message.contains(expected),
+            "expected {expected:?}: {err}"
+        );
+        assert_eq!(err.line, line, "{err}");
+    }
 }
 
 #[test]

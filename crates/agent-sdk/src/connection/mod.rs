@@ -33,6 +33,7 @@ use crate::config::RunnerConfig;
 use crate::config_push::ConfigQueue;
 use crate::events::{Disconnect, EventSink};
 use crate::register::Registered;
+use crate::tls::TlsDialer;
 use crate::verdict::{Reply, Verdict};
 
 /// What every connection of a runner shares.
@@ -42,6 +43,8 @@ pub(crate) struct Shared<A> {
     pub request: RegistrationRequest,
     pub config_queue: ConfigQueue,
     pub events: EventSink,
+    /// TLS settings for `tls:` proxies, loaded once.
+    pub tls: Option<TlsDialer>,
 }
 
 type Reader = FramedRead<ReadHalf<BoxedStream>, FrameCodec>;

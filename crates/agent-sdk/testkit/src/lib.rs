@@ -2,10 +2,12 @@
 //! code, no mocks) on a temp-dir Unix socket and a loopback TCP port, with helpers to send
 //! events to the agents that registered, push configuration, and stop and restart the proxy on
 //! the same addresses; plus [`AgentProcess`], which runs a built agent binary, collects its log
-//! and stops it with SIGTERM. Used by the SDK's and the example agents' tests; agent authors can
-//! use it for theirs.
+//! and stops it with SIGTERM; and [`pki`], throw-away certificates for TLS tests. Used by the
+//! SDK's and the example agents' tests; agent authors can use it for theirs.
 
 #![warn(missing_docs)]
+
+pub mod pki;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use sentinel::pool::{AgentSnapshot, PoolSettings};
+pub use sentinel::reverse::{ReverseTls, TlsFiles};
 pub use sentinel::{
     AgentPool, AgentReply, DispatchError, Event, LogicalAgent, ReverseListenerConfig, TokenRule,
     TokenSource,
@@ -138,6 +141,12 @@ impl TestProxy {
     /// `tcp:127.0.0.1:<port>`, as agents take it.
     pub fn tcp_addr(&self) -> String {
         format!("tcp:{}", self.tcp)
+    }
+
+    /// `tls:127.0.0.1:<port>`, for a proxy built with TLS on its TCP listener
+    /// (`.listener(|c| c.tls = Some(…))`).
+    pub fn tls_addr(&self) -> String {
+        format!("tls:{}", self.tcp)
     }
 
     /// Registration counters of the current listener.

@@ -150,6 +150,7 @@ impl Metrics {
         let accepted = Counter::<u64>::default();
         let rejected = Family::<CodeLabels, Counter>::default();
         let pending = Gauge::<i64>::default();
+        let tls_failed = Counter::<u64>::default();
         if let Some(stats) = registrations {
             let snapshot = stats.snapshot();
             accepted.inc_by(snapshot.accepted);
@@ -157,6 +158,7 @@ impl Metrics {
                 rejected.get_or_create(&CodeLabels { code }).inc_by(n);
             }
             pending.set(snapshot.pending_handshakes as i64);
+            tls_failed.inc_by(snapshot.tls_handshakes_failed);
         }
         registry.register(
             "agent_registrations_accepted",
@@ -172,6 +174,11 @@ impl Metrics {
             "agent_handshakes_pending",
             "Agent handshakes in progress",
             pending,
+        );
+        registry.register(
+            "agent_tls_handshakes_failed",
+            "TLS handshakes on the reverse listener that failed (no or bad client certificate, not TLS, timeout)",
+            tls_failed,
         );
 
         let connections = Family::<AgentLabels, Gauge>::default();

@@ -15,7 +15,9 @@ use super::error::{ConfigError, Source};
 use super::values::Reader;
 use super::*;
 use crate::pool::PoolSettings;
-use crate::reverse::{ReverseListenerConfig, TokenRule, TokenSource};
+use crate::reverse::{
+    ReverseListenerConfig, ReverseTls, TlsError, TlsFiles, TokenRule, TokenSource,
+};
 
 /// Reads and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -160,7 +162,7 @@ impl Loader<'_> {
         &self,
         node: &KdlNode,
     ) -> Result<(ReverseListenerConfig, PoolSettings), ConfigError> {
-        const KNOWN: [&str; 15] = [
+        const KNOWN: [&str; 17] = [
             "path",
             "tcp-address",
             "max-connections-per-agent",
@@ -176,19 +178,30 @@ impl Loader<'_> {
             "max-concurrent-requests",
             "max-concurrent-requests-limit",
             "tls",
+            "allowed-uids",
+            "allowed-gids",
         ];
         let mut config = ReverseListenerConfig::default();
         let mut pool = PoolSettings::default();
         let mut allowed: Vec<AgentPattern> = Vec::new();
+        let mut tls = None;
         for child in children(node) {
             let r = self.r;
             match name(child) {
                 "path" => config.path = Some(self.path(&r.string(child)?)),
                 "tcp-address" => config.tcp_address = Some(self.address(child)?),
-                "max-connections-per-agent" => config.max_connections_per_agent = r.usize(child, 1)?,
-                "handshake-timeout" => config.handshake_timeout = r.duration(child, Duration::from_secs(1))?,
+                "max-connections-per-agent" => {
+                    config.max_connections_per_agent = r.usize(child, 1)?
+                }
+                "handshake-timeout" => {
+                    config.handshake_timeout = r.duration(child, Duration::from_secs(1))?
+                }
                 "require-auth" => config.require_auth = r.boolean(child)?,
-                "allowed-agents" => allowed.extend(r.strings(child)?.iter().map(|p| AgentPattern::new(p.as_str()))),
+                "allowed-agents" => allowed.extend(
+                    r.strings(child)?
+                        .iter()
+                        .map(|p| AgentPattern::new(p.as_str())),
+                ),
                 "auth-token" => config.tokens.push(self.token(child)?),
                 "max-pending-handshakes" => config.max_pending_handshakes = r.usize(child, 1)?,
                 "heartbeat-interval" => pool.heartbeat_interval = self.positive(child)?,
@@ -196,15 +209,17 @@ impl Loader<'_> {
                 "max-frame-size" => {
                     config.max_frame_length = r.size(child)?;
                     if !(1024..=DEFAULT_MAX_FRAME_LENGTH * 4).contains(&config.max_frame_length) {
-                        return Err(r.fail(child, "`max-frame-size` must be between 1KiB and 64MiB"));
+                        return Err(
+                            r.fail(child, "`max-frame-size` must be between 1KiB and 64MiB")
+                        );
                     }
                 }
                 "socket-mode" => config.socket_mode = self.socket_mode(child)?,
                 "max-concurrent-requests" => pool.default_max_in_flight = r.usize(child, 1)?,
                 "max-concurrent-requests-limit" => pool.max_in_flight_limit = r.usize(child, 1)?,
-                "tls" => {
-                    return Err(r.fail(child, "TLS on the reverse listener is not supported by this build yet; use a Unix socket or a private network"))
-                }
+                "tls" => tls = Some((self.tls(child)?, child)),
+                "allowed-uids" => config.peer_filter.allowed_uids = Some(self.ids(child)?),
+                "allowed-gids" => config.peer_filter.allowed_gids = Some(self.ids(child)?),
                 _ => return Err(self.unknown(child, "reverse-listener", &KNOWN)),
             }
         }
@@ -216,12 +231,107 @@ impl Loader<'_> {
                 .r
                 .fail(node, "reverse-listener needs a `path` or a `tcp-address`"));
         }
+        if let Some((tls, tls_node)) = tls {
+            if config.tcp_address.is_none() {
+                return Err(self.r.fail(
+                    tls_node,
+                    "`tls` applies to the TCP listener: add a `tcp-address`",
+                ));
+            }
+            config.tls = Some(tls);
+        }
+        if config.peer_filter.is_active() && config.path.is_none() {
+            return Err(self.r.fail(
+                node,
+                "`allowed-uids` and `allowed-gids` apply to the Unix socket: add a `path`",
+            ));
+        }
         if config.require_auth && config.tokens.is_empty() {
             return Err(self
                 .r
                 .fail(node, "`require-auth true` needs at least one `auth-token`"));
         }
         Ok((config, pool))
+    }
+
+    /// `tls { cert-file "…" key-file "…" client-ca-file "…" }`, loaded and checked now so that
+    /// `sentinel check` and a reload refuse unusable certificates.
+    fn tls(&self, node: &KdlNode) -> Result<ReverseTls, ConfigError> {
+        const KNOWN: [&str; 3] = ["cert-file", "key-file", "client-ca-file"];
+        let r = self.r;
+        if !node.entries().is_empty() {
+            return Err(r.fail(
+                node,
+                "`tls` takes a block: tls { cert-file \"…\" key-file \"…\" }",
+            ));
+        }
+        let (mut cert_file, mut key_file, mut client_ca_file) = (None, None, None);
+        for child in children(node) {
+            let path = Some((self.path(&r.string(child)?), child));
+            match name(child) {
+                "cert-file" => cert_file = path,
+                "key-file" => key_file = path,
+                "client-ca-file" => client_ca_file = path,
+                _ => return Err(self.unknown(child, "tls", &KNOWN)),
+            }
+        }
+        let (Some((cert_file, cert_node)), Some((key_file, key_node))) = (cert_file, key_file)
+        else {
+            return Err(r.fail(node, "`tls` needs both `cert-file` and `key-file`"));
+        };
+        let files = TlsFiles {
+            cert_file,
+            key_file,
+            client_ca_file: client_ca_file.as_ref().map(|(path, _)| path.clone()),
+        };
+        ReverseTls::load(files).map_err(|e| {
+            // Point at the setting the problem is about.
+            let at = match &e {
+                TlsError::Read { what, .. } | TlsError::NoCertificate { what, .. } => match *what {
+                    "key-file" => key_node,
+                    "client-ca-file" => client_ca_file.as_ref().map_or(node, |(_, n)| n),
+                    _ => cert_node,
+                },
+                TlsError::NoKey(_) => key_node,
+                TlsError::ClientCa { .. } => client_ca_file.as_ref().map_or(node, |(_, n)| n),
+                TlsError::Certificate { .. } => node,
+            };
+            r.fail(at, e.to_string())
+        })
+    }
+
+    /// `allowed-uids 0 1000 …`: one or more numeric ids.
+    fn ids(&self, node: &KdlNode) -> Result<Vec<u32>, ConfigError> {
+        let r = self.r;
+        let values: Vec<&KdlValue> = node
+            .entries()
+            .iter()
+            .filter(|e| e.name().is_none())
+            .map(|e| e.value())
+            .collect();
+        if values.is_empty() || values.len() != node.entries().len() {
+            return Err(r.fail(
+                node,
+                format!(
+                    "`{}` takes one or more numeric ids, e.g. {} 0 1000",
+                    name(node),
+                    name(node)
+                ),
+            ));
+        }
+        values
+            .into_iter()
+            .map(|value| match value {
+                KdlValue::Integer(n) if (0..=u32::MAX as i128).contains(n) => Ok(*n as u32),
+                other => Err(r.fail(
+                    node,
+                    format!(
+                        "`{}` takes numeric ids (0 to 4294967295), found {other}",
+                        name(node)
+                    ),
+                )),
+            })
+            .collect()
     }
 
     fn token(&self, node: &KdlNode) -> Result<TokenRule, ConfigError> {

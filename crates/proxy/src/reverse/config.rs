@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sentinel_agent_protocol::{AgentPattern, DEFAULT_MAX_FRAME_LENGTH};
 
-use super::TokenRule;
+use super::{PeerFilter, ReverseTls, TokenRule};
 
 /// Everything the reverse listener needs to know. Defaults follow PROTOCOL.md §7.
 #[derive(Debug, Clone)]
@@ -34,6 +34,10 @@ pub struct ReverseListenerConfig {
     pub max_registration_frame_length: usize,
     /// Unix socket file mode (default 0o660: owner and group may connect).
     pub socket_mode: u32,
+    /// Which Unix socket peers (by uid/gid) may register (default: all).
+    pub peer_filter: PeerFilter,
+    /// TLS on the TCP listener (default: none, plain TCP).
+    pub tls: Option<ReverseTls>,
 }
 
 impl Default for ReverseListenerConfig {
@@ -50,6 +54,8 @@ impl Default for ReverseListenerConfig {
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             max_registration_frame_length: 64 * 1024,
             socket_mode: 0o660,
+            peer_filter: PeerFilter::default(),
+            tls: None,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The handshake task of one new connection: read the RegistrationRequest within the handshake
-//! timeout, validate it, take a connection slot from the pool, answer, and hand the connection
+//! The handshake task of one new connection: check a Unix peer's credentials, run the TLS
+//! handshake on a TLS listener, read the RegistrationRequest — all within the handshake
+//! timeout — validate it, take a connection slot from the pool, answer, and hand the connection
 //! to the pool. Runs in its own task, never in the accept loop.
 
 use std::sync::Arc;
@@ -11,13 +12,16 @@ use sentinel_agent_protocol::{
     RegistrationRequest, RegistrationResponse,
 };
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 use super::pending::PendingTicket;
-use super::{RegistrationStats, RegistrationValidator, Rejection};
+use super::{
+    ClientIdentity, PeerFilter, RegistrationStats, RegistrationValidator, Rejection, TlsSlot,
+};
 use crate::pool::{AgentPool, ConnectionIdentity};
-use crate::transport::{BoxedStream, IncomingConnection};
+use crate::transport::{BoxedStream, IncomingConnection, Transport};
 
 /// Initial read buffer: most registrations fit; larger ones grow it to the frame's size.
 const HANDSHAKE_READ_BUFFER: usize = 1024;
@@ -37,6 +41,10 @@ pub(crate) struct HandshakeContext {
     pub max_connections_per_agent: usize,
     pub max_frame_length: usize,
     pub max_registration_frame_length: usize,
+    /// TLS for the TCP listener, swapped by reloads.
+    pub tls: Option<Arc<TlsSlot>>,
+    /// Which Unix socket peers may register.
+    pub peer_filter: PeerFilter,
 }
 
 type Handshaking = Framed<BoxedStream, FrameCodec>;
@@ -48,11 +56,28 @@ pub(crate) async fn run_handshake(
     shutdown: CancellationToken,
 ) {
     ctx.stats.handshake_started();
+    // One deadline for everything an unregistered peer may take: TLS and the registration.
+    let deadline = Instant::now() + ctx.handshake_timeout;
     let IncomingConnection {
         stream,
         transport,
         peer,
+        credentials,
     } = incoming;
+    // Decided before the peer has said anything, and answered once its registration has been
+    // read, so that the agent reads the reason instead of a broken pipe.
+    let peer_refusal = ctx.peer_filter.check(transport, credentials.as_ref()).err();
+    let (stream, identity) = if transport == Transport::Tls {
+        match secure(&ctx, stream, &peer, deadline, &ticket, &shutdown).await {
+            Some(secured) => secured,
+            None => {
+                ctx.stats.handshake_finished();
+                return;
+            }
+        }
+    } else {
+        (stream, None)
+    };
     let mut framed = Framed::with_capacity(
         stream,
         FrameCodec::with_max_frame_length(ctx.max_registration_frame_length),
@@ -60,15 +85,17 @@ pub(crate) async fn run_handshake(
     );
     let mut claimed_id = String::new();
     let outcome = tokio::select! {
-        first = tokio::time::timeout(ctx.handshake_timeout, framed.next()) => match first {
-            Err(_elapsed) => Err(Rejection::new(RegistrationErrorCode::Timeout)),
-            Ok(None) => {
+        first = tokio::time::timeout_at(deadline, framed.next()) => match (first, peer_refusal) {
+            (Ok(None), _) => {
                 tracing::debug!(%peer, %transport, "connection closed before registering");
                 ctx.stats.handshake_finished();
                 return;
             }
-            Ok(Some(Err(e))) => Err(Rejection { code: RegistrationErrorCode::InvalidRequest, message: e.to_string() }),
-            Ok(Some(Ok(frame))) => validate(&ctx, &frame, &peer).inspect_err(|_| {
+            // A refused peer is refused whatever it sent.
+            (_, Some(refusal)) => Err(refusal),
+            (Err(_elapsed), None) => Err(Rejection::new(RegistrationErrorCode::Timeout)),
+            (Ok(Some(Err(e))), None) => Err(Rejection { code: RegistrationErrorCode::InvalidRequest, message: e.to_string() }),
+            (Ok(Some(Ok(frame))), None) => validate(&ctx, &frame, identity.as_ref(), &peer).inspect_err(|_| {
                 claimed_id = claimed_agent_id(&frame);
             }),
         },
@@ -86,12 +113,65 @@ pub(crate) async fn run_handshake(
     ctx.stats.handshake_finished();
 }
 
+/// Runs the TLS handshake with the certificates in force now, within the handshake deadline.
+/// Returns the encrypted stream and, under mutual TLS, the client certificate's identity; or
+/// `None` when the handshake failed (counted and logged; such a peer cannot be answered).
+async fn secure(
+    ctx: &HandshakeContext,
+    stream: BoxedStream,
+    peer: &str,
+    deadline: Instant,
+    ticket: &PendingTicket,
+    shutdown: &CancellationToken,
+) -> Option<(BoxedStream, Option<ClientIdentity>)> {
+    let Some(slot) = &ctx.tls else {
+        tracing::error!(%peer, "a TLS connection arrived on a listener without TLS settings; closing it");
+        return None;
+    };
+    let tls = slot.current();
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout_at(deadline, tls.acceptor().accept(stream)) => accepted,
+        _ = ticket.evicted.cancelled() => {
+            tracing::debug!(%peer, "TLS handshake dropped: too many handshakes pending");
+            ctx.stats.record_tls_failed();
+            return None;
+        }
+        _ = shutdown.cancelled() => return None,
+    };
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, "TLS handshake failed: {e}");
+            ctx.stats.record_tls_failed();
+            return None;
+        }
+        Err(_elapsed) => {
+            tracing::info!(%peer, timeout = ?ctx.handshake_timeout, "TLS handshake did not finish within the handshake timeout");
+            ctx.stats.record_tls_failed();
+            return None;
+        }
+    };
+    // Under mutual TLS rustls has verified the chain; a certificate we cannot read names
+    // nobody, so the agent_id check fails closed.
+    let identity = tls.is_mutual().then(|| {
+        stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| ClientIdentity::from_der(leaf))
+            .unwrap_or_default()
+    });
+    Some((Box::new(stream), identity))
+}
+
 fn validate(
     ctx: &HandshakeContext,
     frame: &Frame,
+    identity: Option<&ClientIdentity>,
     peer: &str,
 ) -> Result<RegistrationRequest, Rejection> {
-    let result = ctx.validator.validate(frame);
+    let result = ctx.validator.validate_with_identity(frame, identity);
     match &result {
         Ok(request) => tracing::info!(
             %peer,

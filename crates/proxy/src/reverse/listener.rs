@@ -1,6 +1,7 @@
 //! [`ReverseConnectionListener`]: binds the Unix socket and/or TCP address, and runs the accept
 //! loop. The loop only accepts and spawns: every connection's handshake runs in its own task,
-//! the number pending at once is capped, and an accept error never stops the loop.
+//! the number pending at once is capped, and an accept error never stops the loop. TLS and
+//! the peer checks happen in the handshake task, not here.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 use super::handshake::{run_handshake, HandshakeContext};
 use super::pending::PendingHandshakes;
 use super::uds::{bind_uds, SocketFile};
-use super::{RegistrationStats, RegistrationValidator, ReverseListenerConfig};
+use super::{RegistrationStats, RegistrationValidator, ReverseListenerConfig, TlsSlot};
 use crate::pool::AgentPool;
-use crate::transport::{IncomingConnection, Transport};
+use crate::transport::{IncomingConnection, PeerCredentials, Transport};
 
 /// Pause after an accept error (for example, out of file descriptors) so the loop cannot spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
@@ -26,6 +27,9 @@ pub enum ListenerError {
     /// Neither a socket path nor a TCP address is configured.
     #[error("reverse-listener needs a `path` or a `tcp-address`")]
     NothingToBind,
+    /// TLS is configured without a TCP address to serve it on.
+    #[error("reverse-listener `tls` needs a `tcp-address`: TLS applies to the TCP listener only")]
+    TlsWithoutTcp,
     /// A live process already listens on the socket path.
     #[error("another process is already listening on {0}; stop it or choose another path")]
     AlreadyListening(PathBuf),
@@ -59,6 +63,9 @@ impl ReverseConnectionListener {
         if config.path.is_none() && config.tcp_address.is_none() {
             return Err(ListenerError::NothingToBind);
         }
+        if config.tls.is_some() && config.tcp_address.is_none() {
+            return Err(ListenerError::TlsWithoutTcp);
+        }
         let uds = match &config.path {
             Some(path) => Some(bind_uds(path, config.socket_mode)?),
             None => None,
@@ -81,6 +88,8 @@ impl ReverseConnectionListener {
             max_connections_per_agent: config.max_connections_per_agent,
             max_frame_length: config.max_frame_length,
             max_registration_frame_length: config.max_registration_frame_length,
+            tls: config.tls.clone().map(TlsSlot::new),
+            peer_filter: config.peer_filter.clone(),
         });
         let listener = ReverseConnectionListener {
             uds,
@@ -92,6 +101,9 @@ impl ReverseConnectionListener {
             path = ?listener.uds_path(),
             tcp = ?listener.tcp_address(),
             require_auth = config.require_auth,
+            tls = config.tls.is_some(),
+            mutual_tls = config.tls.as_ref().is_some_and(|t| t.is_mutual()),
+            peer_filter = config.peer_filter.is_active(),
             "reverse listener bound"
         );
         Ok(listener)
@@ -105,6 +117,12 @@ impl ReverseConnectionListener {
     /// The bound TCP address (with the real port when configured with port 0).
     pub fn tcp_address(&self) -> Option<SocketAddr> {
         self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The TLS configuration new TCP handshakes use, for reloading certificates; `None` when
+    /// the TCP listener is plain.
+    pub fn tls_slot(&self) -> Option<Arc<TlsSlot>> {
+        self.context.tls.clone()
     }
 
     /// Registration counters of this listener.
@@ -129,7 +147,7 @@ impl ReverseConnectionListener {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 accepted = accept_uds(uds.as_ref()) => accepted,
-                accepted = accept_tcp(tcp.as_ref()) => accepted,
+                accepted = accept_tcp(tcp.as_ref(), context.tls.is_some()) => accepted,
             };
             match accepted {
                 Ok(incoming) => {
@@ -157,14 +175,30 @@ async fn accept_uds(listener: Option<&UnixListener>) -> std::io::Result<Incoming
         return std::future::pending().await;
     };
     let (stream, _) = listener.accept().await?;
+    // One getsockopt, no waiting: the check itself is the handshake task's.
+    let credentials = match stream.peer_cred() {
+        Ok(cred) => Some(PeerCredentials {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid(),
+        }),
+        Err(e) => {
+            tracing::debug!("cannot read the credentials of a Unix socket peer: {e}");
+            None
+        }
+    };
     Ok(IncomingConnection {
         stream: Box::new(stream),
         transport: Transport::Uds,
         peer: "uds".to_string(),
+        credentials,
     })
 }
 
-async fn accept_tcp(listener: Option<&TcpListener>) -> std::io::Result<IncomingConnection> {
+async fn accept_tcp(
+    listener: Option<&TcpListener>,
+    tls: bool,
+) -> std::io::Result<IncomingConnection> {
     let Some(listener) = listener else {
         return std::future::pending().await;
     };
@@ -173,7 +207,8 @@ async fn accept_tcp(listener: Option<&TcpListener>) -> std::io::Result<IncomingC
     let _ = stream.set_nodelay(true);
     Ok(IncomingConnection {
         stream: Box::new(stream),
-        transport: Transport::Tcp,
+        transport: if tls { Transport::Tls } else { Transport::Tcp },
         peer: peer.to_string(),
+        credentials: None,
     })
 }

@@ -1,6 +1,7 @@
 //! The registration path: how agents get in. Binding the Unix and TCP sockets, the accept loop,
-//! the per-connection handshake task with its timeout, and validating the RegistrationRequest
-//! (version, id syntax, auth, allowlist). The per-agent connection limit is enforced by the
+//! the per-connection handshake task with its timeout (TLS included), the Unix socket peer
+//! check, and validating the RegistrationRequest (version, id syntax, auth with the client
+//! certificate's identity, allowlist). The per-agent connection limit is enforced by the
 //! [`crate::AgentPool`], which owns the connection counts. What happens after a connection is
 //! accepted into the pool is not this module's business.
 
@@ -8,13 +9,17 @@ mod auth;
 mod config;
 mod handshake;
 mod listener;
+mod peer;
 mod pending;
 mod stats;
+mod tls;
 mod uds;
 mod validator;
 
 pub use auth::{TokenRule, TokenSource};
 pub use config::ReverseListenerConfig;
 pub use listener::{ListenerError, ReverseConnectionListener};
+pub use peer::PeerFilter;
 pub use stats::{RegistrationStats, RegistrationStatsSnapshot};
+pub use tls::{ClientIdentity, ReverseTls, TlsError, TlsFiles, TlsSlot};
 pub use validator::{RegistrationValidator, Rejection};

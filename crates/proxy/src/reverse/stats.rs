@@ -1,4 +1,5 @@
-//! Registration counters of one listener: accepted, rejected by error code, pending handshakes.
+//! Registration counters of one listener: accepted, rejected by error code, pending handshakes,
+//! failed TLS handshakes.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +14,7 @@ pub struct RegistrationStats {
     accepted: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     pending: AtomicU64,
+    tls_failed: AtomicU64,
 }
 
 /// A point-in-time copy of [`RegistrationStats`].
@@ -24,6 +26,9 @@ pub struct RegistrationStatsSnapshot {
     pub rejected: BTreeMap<String, u64>,
     /// Handshakes in progress right now.
     pub pending_handshakes: u64,
+    /// TLS handshakes that failed (bad or missing client certificate, not TLS, timeout); such
+    /// a peer gets no RegistrationResponse, so these are not in `rejected`.
+    pub tls_handshakes_failed: u64,
 }
 
 impl RegistrationStats {
@@ -35,6 +40,10 @@ impl RegistrationStats {
         if let Ok(mut rejected) = self.rejected.lock() {
             *rejected.entry(code.as_str()).or_default() += 1;
         }
+    }
+
+    pub(crate) fn record_tls_failed(&self) {
+        self.tls_failed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn handshake_started(&self) {
@@ -56,6 +65,7 @@ impl RegistrationStats {
             accepted: self.accepted.load(Ordering::Relaxed),
             rejected,
             pending_handshakes: self.pending.load(Ordering::Relaxed),
+            tls_handshakes_failed: self.tls_failed.load(Ordering::Relaxed),
         }
     }
 }

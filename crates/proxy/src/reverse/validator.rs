@@ -1,5 +1,7 @@
 //! Checks a RegistrationRequest in the order of PROTOCOL.md §3 (first frame well formed,
-//! version, id syntax, auth, allowlist), stopping at the first failure. The connection limit
+//! version, id syntax, auth, allowlist), stopping at the first failure. Auth has two parts:
+//! under mutual TLS the agent_id must be named by the client certificate, and when
+//! `require-auth` is on the token must be valid; both fail as `auth_failed`. The connection limit
 //! (check 6) needs the live connection counts and is applied by the pool.
 
 use sentinel_agent_protocol::{
@@ -7,6 +9,7 @@ use sentinel_agent_protocol::{
 };
 
 use super::auth::{token_is_valid, TokenRule};
+use super::ClientIdentity;
 use super::ReverseListenerConfig;
 
 /// A refused registration: the code sent to the agent and a sentence for both logs.
@@ -47,8 +50,18 @@ impl RegistrationValidator {
         }
     }
 
-    /// Validates the first frame of a connection.
+    /// Validates the first frame of a connection that has no client certificate.
     pub fn validate(&self, frame: &Frame) -> Result<RegistrationRequest, Rejection> {
+        self.validate_with_identity(frame, None)
+    }
+
+    /// Validates the first frame of a connection. `identity` is the verified client
+    /// certificate's identity on a mutual-TLS connection, and `None` otherwise.
+    pub fn validate_with_identity(
+        &self,
+        frame: &Frame,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<RegistrationRequest, Rejection> {
         if frame.message_type() != Some(MessageType::RegistrationRequest) {
             return Err(Rejection {
                 code: RegistrationErrorCode::InvalidRequest,
@@ -62,6 +75,17 @@ impl RegistrationValidator {
             .map_err(|(code, message)| Rejection { code, message })?;
         if !is_valid_agent_id(&request.agent_id) {
             return Err(Rejection::new(RegistrationErrorCode::InvalidAgentId));
+        }
+        if let Some(identity) = identity {
+            if !identity.names(&request.agent_id) {
+                return Err(Rejection {
+                    code: RegistrationErrorCode::AuthFailed,
+                    message: format!(
+                        "Authentication failed: agent_id {:?} is neither a DNS name in the client certificate's subject alternative names nor its subject common name",
+                        request.agent_id
+                    ),
+                });
+            }
         }
         if self.require_auth {
             let token = request.auth_token.as_ref().map(|t| t.expose());

@@ -1,0 +1,262 @@
+//! TLS on the TCP reverse listener: loading the server certificate, its key and the optional
+//! client CA from PEM files into a rustls configuration ([`ReverseTls`]), the slot that lets a
+//! reload swap it while the listener runs ([`TlsSlot`]), and reading the identity a client
+//! certificate proves ([`ClientIdentity`]). The handshake itself runs in the per-connection
+//! handshake task. Nothing here logs or formats key material.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+/// The files of a `tls { … }` block, as written in the configuration (relative paths already
+/// resolved against the configuration file's directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain the proxy presents, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM bundle of CAs whose client certificates are accepted; `None` means no client
+    /// certificate is asked for.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Why the TLS files cannot be used. Messages name files, never key contents.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        /// Which setting (`cert-file`, `key-file`, `client-ca-file`).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A certificate file holds no usable PEM certificate.
+    #[error("{what} {path} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)")]
+    NoCertificate {
+        /// Which setting.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// The key file holds no usable PEM private key. The parser's detail is left out on
+    /// purpose: it could quote the file.
+    #[error("key-file {0} holds no PEM private key (expected PKCS#8, PKCS#1 or SEC1: -----BEGIN PRIVATE KEY-----)")]
+    NoKey(PathBuf),
+    /// rustls refused the certificate and key (for example, the key does not match).
+    #[error("cert-file {cert} with key-file {key} cannot be used: {source}")]
+    Certificate {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// Why.
+        source: rustls::Error,
+    },
+    /// The client CA bundle is unusable.
+    #[error("client-ca-file {path} cannot be used: {reason}")]
+    ClientCa {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A loaded TLS configuration for the reverse listener.
+#[derive(Clone)]
+pub struct ReverseTls {
+    files: TlsFiles,
+    config: Arc<ServerConfig>,
+}
+
+impl ReverseTls {
+    /// Reads and checks every file of `files`.
+    pub fn load(files: TlsFiles) -> Result<ReverseTls, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs = read_certs(&files.cert_file, "cert-file")?;
+        let key = read_key(&files.key_file)?;
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|source| TlsError::Certificate {
+                cert: files.cert_file.clone(),
+                key: files.key_file.clone(),
+                source,
+            })?;
+        let builder = match &files.client_ca_file {
+            Some(path) => {
+                let mut roots = RootCertStore::empty();
+                for ca in read_certs(path, "client-ca-file")? {
+                    roots.add(ca).map_err(|e| TlsError::ClientCa {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .map_err(|e| TlsError::ClientCa {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        })?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let config =
+            builder
+                .with_single_cert(certs, key)
+                .map_err(|source| TlsError::Certificate {
+                    cert: files.cert_file.clone(),
+                    key: files.key_file.clone(),
+                    source,
+                })?;
+        Ok(ReverseTls {
+            files,
+            config: Arc::new(config),
+        })
+    }
+
+    /// The files it was loaded from.
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    /// Whether clients must present a certificate from the client CA (mutual TLS).
+    pub fn is_mutual(&self) -> bool {
+        self.files.client_ca_file.is_some()
+    }
+
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.config.clone())
+    }
+}
+
+impl fmt::Debug for ReverseTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReverseTls")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for ReverseTls {
+    /// Equal when loaded from the same files (their contents may have changed since).
+    fn eq(&self, other: &ReverseTls) -> bool {
+        self.files == other.files
+    }
+}
+
+fn read_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            what,
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+        what: "key-file",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| TlsError::NoKey(path.to_path_buf()))
+}
+
+/// The TLS configuration in force, swapped whole by a reload. Each handshake takes the one in
+/// force when it starts, so connections already up are never touched.
+#[derive(Debug)]
+pub struct TlsSlot {
+    current: RwLock<ReverseTls>,
+}
+
+impl TlsSlot {
+    pub(crate) fn new(tls: ReverseTls) -> Arc<TlsSlot> {
+        Arc::new(TlsSlot {
+            current: RwLock::new(tls),
+        })
+    }
+
+    /// The configuration new handshakes use.
+    pub fn current(&self) -> ReverseTls {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Makes new handshakes use `tls`.
+    pub fn replace(&self, tls: ReverseTls) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = tls;
+    }
+}
+
+/// What a verified client certificate says about who the client is: the DNS names of its
+/// subject alternative names and its subject common name. An agent_id is bound to the
+/// certificate when it equals one of them exactly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// `dNSName` entries of the subject alternative name extension.
+    pub dns_names: Vec<String>,
+    /// The subject's common name, if it has one that is valid UTF-8.
+    pub common_name: Option<String>,
+}
+
+impl ClientIdentity {
+    /// Reads the identity of a DER certificate. A certificate that cannot be parsed yields an
+    /// identity naming nobody, so binding fails closed.
+    pub fn from_der(der: &[u8]) -> ClientIdentity {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            return ClientIdentity::default();
+        };
+        let common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string);
+        let dns_names = match cert.subject_alternative_name() {
+            Ok(Some(san)) => san
+                .value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    x509_parser::extensions::GeneralName::DNSName(dns) => Some(dns.to_string()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        ClientIdentity {
+            dns_names,
+            common_name,
+        }
+    }
+
+    /// Whether `agent_id` is one of the certificate's DNS names or its common name (exact,
+    /// case-sensitive comparison; wildcard names match nothing).
+    pub fn names(&self, agent_id: &str) -> bool {
+        self.dns_names.iter().any(|name| name == agent_id)
+            || self.common_name.as_deref() == Some(agent_id)
+    }
+}

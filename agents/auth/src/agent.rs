@@ -55,10 +55,12 @@ pub struct AuthAgent {
 /// The agent's part of the pushed configuration; unknown keys are ignored.
 #[derive(Deserialize)]
 struct PushedConfig {
+    #[serde(default, deserialize_with = "sentinel_agent_sdk::optional_one_or_many")]
     credentials: Option<Vec<CredentialSpec>>,
     tokens_file: Option<PathBuf>,
     identity_header: Option<String>,
     api_key_header: Option<String>,
+    #[serde(default, deserialize_with = "sentinel_agent_sdk::optional_one_or_many")]
     public_paths: Option<Vec<String>>,
     realm: Option<String>,
 }

@@ -50,7 +50,8 @@ pub struct Waf {
 /// The WAF's part of the pushed configuration; other keys (e.g. `rules_version`) are ignored.
 #[derive(Debug, Deserialize)]
 struct PushedConfig {
-    /// Inline rules.
+    /// Inline rules (one rule or a list).
+    #[serde(default, deserialize_with = "sentinel_agent_sdk::optional_one_or_many")]
     rules: Option<Vec<RuleSpec>>,
     /// A rules file on the agent's host, read when the config arrives.
     rules_file: Option<PathBuf>,

@@ -58,10 +58,10 @@ pub struct RuleSpec {
     /// A regular expression (Rust `regex` syntax; `(?i)` for case-insensitive).
     pub pattern: String,
     /// Where to look (default: everywhere).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "sentinel_agent_sdk::one_or_many")]
     pub targets: Vec<Target>,
     /// Classification tags for the audit record, e.g. `sqli`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "sentinel_agent_sdk::one_or_many")]
     pub tags: Vec<String>,
     /// One sentence saying what the rule catches.
     #[serde(default)]

@@ -259,6 +259,15 @@ async fn pushed_config_replaces_rules_and_bad_config_keeps_them() {
         "defaults were switched off"
     );
 
+    // One rule written once in the proxy's KDL `config` block arrives as an object, not a
+    // list; its `targets` as a string.
+    waf.on_config(&json!({"default_rules": false, "rules":
+        {"id": "single-1", "pattern": "only-one", "targets": "path"}
+    }))
+    .await
+    .unwrap();
+    assert_eq!(probe("/only-one").await.as_deref(), Some("single-1"));
+
     waf.on_config(&json!({"rules_file": file})).await.unwrap();
     assert_eq!(probe("/from-file").await.as_deref(), Some("file-1"));
     assert_eq!(

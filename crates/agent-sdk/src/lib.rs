@@ -45,6 +45,7 @@ mod context;
 mod error;
 mod events;
 mod metadata;
+mod pushed;
 mod register;
 mod request_ext;
 mod runner;
@@ -60,6 +61,7 @@ pub use config::RunnerConfig;
 pub use context::RequestContext;
 pub use error::{AddressError, BoxError, ConfigError, DialError, RegisterError, RunError};
 pub use events::{Disconnect, RunnerEvent};
+pub use pushed::{one_or_many, optional_one_or_many};
 pub use request_ext::{
     decode_form_component, percent_decode, RequestHeadersExt, ResponseHeadersExt,
 };

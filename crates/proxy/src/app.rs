@@ -14,7 +14,10 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{serve_admin, AdminContext, Metrics};
 use crate::config::{self, Config, ConfigError};
 use crate::pool::AgentPool;
-use crate::reverse::{ListenerError, RegistrationStats, ReverseConnectionListener, TlsSlot};
+use crate::reverse::{
+    ListenerError, RegistrationStats, RegistrationValidator, Reloadable, ReverseConnectionListener,
+    TlsSlot,
+};
 use crate::state::ProxyState;
 
 /// Why the proxy could not start.
@@ -65,6 +68,7 @@ pub struct RunningProxy {
     agent_socket: Option<PathBuf>,
     agent_tcp_address: Option<SocketAddr>,
     agent_tls: Option<Arc<TlsSlot>>,
+    agent_validator: Option<Arc<Reloadable<RegistrationValidator>>>,
 }
 
 impl RunningProxy {
@@ -81,12 +85,14 @@ impl RunningProxy {
 
         let mut registrations = None;
         let (mut agent_socket, mut agent_tcp_address, mut agent_tls) = (None, None, None);
+        let mut agent_validator = None;
         if let Some(reverse) = config.reverse_listener.clone() {
             let listener = ReverseConnectionListener::bind(reverse, pool.clone()).await?;
             registrations = Some(listener.stats());
             agent_socket = listener.uds_path().map(Path::to_path_buf);
             agent_tcp_address = listener.tcp_address();
             agent_tls = listener.tls_slot();
+            agent_validator = Some(listener.validator_slot());
             other_tasks.spawn(listener.run(accepting.clone()));
         }
 
@@ -140,6 +146,7 @@ impl RunningProxy {
             agent_socket,
             agent_tcp_address,
             agent_tls,
+            agent_validator,
         })
     }
 
@@ -212,6 +219,11 @@ impl RunningProxy {
             }
             _ => false,
         };
+        // Tokens, require-auth and the allowlist apply to the next registration; connections
+        // already registered stay.
+        if let (Some(slot), Some(reverse)) = (&self.agent_validator, &new.reverse_listener) {
+            slot.replace(RegistrationValidator::new(reverse));
+        }
         // The pool first: a route naming a new logical agent must find it the moment the new
         // configuration is visible.
         let config_updates_sent = self.state.pool().set_logical_agents(new.logical_agents());
@@ -271,15 +283,27 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
             (
                 r.path.clone(),
                 r.tcp_address,
-                r.require_auth,
-                r.tokens.len(),
                 r.max_connections_per_agent,
+                r.handshake_timeout,
+                r.max_pending_handshakes,
+                r.max_frame_length,
                 r.peer_filter.clone(),
             )
         })
     };
     if reverse(old) != reverse(new) {
-        changed.push("reverse-listener".to_string());
+        changed.push("reverse-listener (sockets, limits, peer filter)".to_string());
+    }
+    let pool = |c: &Config| {
+        (
+            c.pool.heartbeat_interval,
+            c.pool.write_timeout,
+            c.pool.default_max_in_flight,
+            c.pool.max_in_flight_limit,
+        )
+    };
+    if pool(old) != pool(new) {
+        changed.push("reverse-listener agent connection settings".to_string());
     }
     // Certificates reload in place; turning TLS on or off changes what the socket speaks.
     let tls_on = |c: &Config| c.reverse_listener.as_ref().is_some_and(|r| r.tls.is_some());

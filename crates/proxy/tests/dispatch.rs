@@ -563,3 +563,35 @@ async fn frames_sent_with_the_registration_are_not_held_back() {
         "{pong:?}"
     );
 }
+
+#[tokio::test]
+async fn a_retry_prefers_another_agent_process_over_a_sibling_connection() {
+    let proxy = Proxy::start().await;
+    let (mut dying, _) = proxy.register(Via::Uds, "waf-1").await;
+    proxy.wait_for_connections(1).await;
+    let mut request = proxy.pool.begin("waf").unwrap();
+    // Then a sibling connection of the same process and another process join.
+    let (mut sibling, _) = proxy.register(Via::Uds, "waf-1").await;
+    let (mut other, other_id) = proxy.register(Via::Uds, "waf-2").await;
+    proxy.wait_for_connections(3).await;
+    let call = tokio::spawn(async move {
+        let reply = request.send(headers_event("/retry"), LONG).await;
+        (reply, request.assigned_id().to_string())
+    });
+    dying.recv_event().await.unwrap();
+    drop(dying);
+    let event = other
+        .recv_event()
+        .await
+        .expect("resent to the other process");
+    other.decide(Decision::allow(request_id_of(&event))).await;
+    let (reply, served_by) = call.await.unwrap();
+    assert!(matches!(reply, Ok(AgentReply::Decision(_))), "{reply:?}");
+    assert_eq!(served_by, other_id);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), sibling.recv_event())
+            .await
+            .is_err(),
+        "the sibling got nothing"
+    );
+}

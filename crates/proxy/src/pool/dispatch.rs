@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::connection::AgentConnection;
-use super::AgentPool;
+use super::{AgentPool, Exclude};
 
 /// An event the proxy sends about one request. Its `request_id` is set by the connection.
 #[derive(Debug, Clone)]
@@ -213,7 +213,13 @@ impl AgentRequest {
     /// Moves this request to another live connection; `false` if there is none.
     fn move_to_another_connection(&mut self) -> bool {
         let lost = self.connection.assigned_id().to_string();
-        let Ok(next) = self.pool.acquire(&self.logical, Some(&lost)) else {
+        // Prefer another agent process: the lost connection's siblings may be dying with it
+        // and not yet seen closed. Fall back to any other connection.
+        let next = self
+            .pool
+            .acquire(&self.logical, Exclude::Agent(self.connection.agent_id()))
+            .or_else(|_| self.pool.acquire(&self.logical, Exclude::Connection(&lost)));
+        let Ok(next) = next else {
             return false;
         };
         tracing::debug!(from = %lost, to = %next.assigned_id(), "retrying event on another connection");

@@ -69,6 +69,28 @@ struct PoolState {
     members: HashMap<String, Vec<Arc<AgentConnection>>>,
 }
 
+/// Connections a pick must skip.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Exclude<'a> {
+    /// None.
+    Nothing,
+    /// The connection with this `assigned_id`.
+    Connection(&'a str),
+    /// Every connection of this `agent_id` (when one connection of a process is lost, its
+    /// siblings are likely going down too).
+    Agent(&'a str),
+}
+
+impl Exclude<'_> {
+    fn excludes(&self, connection: &AgentConnection) -> bool {
+        match *self {
+            Exclude::Nothing => false,
+            Exclude::Connection(id) => connection.assigned_id() == id,
+            Exclude::Agent(id) => connection.agent_id() == id,
+        }
+    }
+}
+
 impl PoolState {
     /// Drops the entry of an id with no connection and no reservation left.
     fn forget_if_empty(&mut self, agent_id: &str) {
@@ -161,7 +183,7 @@ impl AgentPool {
 
     /// Starts a request on the least-loaded available connection of `logical_agent`.
     pub fn begin(&self, logical_agent: &str) -> Result<AgentRequest, DispatchError> {
-        let connection = self.acquire(logical_agent, None)?;
+        let connection = self.acquire(logical_agent, Exclude::Nothing)?;
         Ok(AgentRequest::new(
             self.clone(),
             logical_agent.to_string(),
@@ -174,7 +196,7 @@ impl AgentPool {
     pub(crate) fn acquire(
         &self,
         logical_agent: &str,
-        exclude: Option<&str>,
+        exclude: Exclude<'_>,
     ) -> Result<Arc<AgentConnection>, DispatchError> {
         let state = self.read();
         let members = state
@@ -189,7 +211,7 @@ impl AgentPool {
             let mut usable = members[start..]
                 .iter()
                 .chain(&members[..start])
-                .filter(|c| c.is_available() && Some(c.assigned_id()) != exclude)
+                .filter(|c| c.is_available() && !exclude.excludes(c))
                 .peekable();
             if usable.peek().is_none() {
                 return Err(DispatchError::NoConnection(logical_agent.to_string()));

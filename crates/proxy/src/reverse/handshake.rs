@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::pending::PendingTicket;
 use super::{
-    ClientIdentity, PeerFilter, RegistrationStats, RegistrationValidator, Rejection, TlsSlot,
+    ClientIdentity, PeerFilter, RegistrationStats, RegistrationValidator, Rejection, Reloadable,
+    TlsSlot,
 };
 use crate::pool::{AgentPool, ConnectionIdentity};
 use crate::transport::{BoxedStream, IncomingConnection, Transport};
@@ -34,7 +35,7 @@ const REJECTION_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What every handshake task of one listener shares.
 pub(crate) struct HandshakeContext {
-    pub validator: RegistrationValidator,
+    pub validator: Arc<Reloadable<RegistrationValidator>>,
     pub pool: AgentPool,
     pub stats: Arc<RegistrationStats>,
     pub handshake_timeout: Duration,
@@ -171,7 +172,10 @@ fn validate(
     identity: Option<&ClientIdentity>,
     peer: &str,
 ) -> Result<RegistrationRequest, Rejection> {
-    let result = ctx.validator.validate_with_identity(frame, identity);
+    let result = ctx
+        .validator
+        .current()
+        .validate_with_identity(frame, identity);
     match &result {
         Ok(request) => tracing::info!(
             %peer,

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::handshake::{run_handshake, HandshakeContext};
 use super::pending::PendingHandshakes;
 use super::uds::{bind_uds, SocketFile};
-use super::{RegistrationStats, RegistrationValidator, ReverseListenerConfig, TlsSlot};
+use super::{RegistrationStats, RegistrationValidator, Reloadable, ReverseListenerConfig, TlsSlot};
 use crate::pool::AgentPool;
 use crate::transport::{IncomingConnection, PeerCredentials, Transport};
 
@@ -81,7 +81,7 @@ impl ReverseConnectionListener {
                 None => None,
             };
         let context = Arc::new(HandshakeContext {
-            validator: RegistrationValidator::new(&config),
+            validator: Reloadable::new(RegistrationValidator::new(&config)),
             pool,
             stats: Arc::new(RegistrationStats::default()),
             handshake_timeout: config.handshake_timeout,
@@ -117,6 +117,11 @@ impl ReverseConnectionListener {
     /// The bound TCP address (with the real port when configured with port 0).
     pub fn tcp_address(&self) -> Option<SocketAddr> {
         self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The auth and allowlist rules in force; a reload replaces them for new registrations.
+    pub fn validator_slot(&self) -> Arc<Reloadable<RegistrationValidator>> {
+        self.context.validator.clone()
     }
 
     /// The TLS configuration new TCP handshakes use, for reloading certificates; `None` when

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
@@ -183,33 +183,8 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_slice(&pem).map_err(|_| TlsError::NoKey(path.to_path_buf()))
 }
 
-/// The TLS configuration in force, swapped whole by a reload. Each handshake takes the one in
-/// force when it starts, so connections already up are never touched.
-#[derive(Debug)]
-pub struct TlsSlot {
-    current: RwLock<ReverseTls>,
-}
-
-impl TlsSlot {
-    pub(crate) fn new(tls: ReverseTls) -> Arc<TlsSlot> {
-        Arc::new(TlsSlot {
-            current: RwLock::new(tls),
-        })
-    }
-
-    /// The configuration new handshakes use.
-    pub fn current(&self) -> ReverseTls {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Makes new handshakes use `tls`.
-    pub fn replace(&self, tls: ReverseTls) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = tls;
-    }
-}
+/// The TLS configuration in force, swapped whole by a reload.
+pub type TlsSlot = super::Reloadable<ReverseTls>;
 
 /// What a verified client certificate says about who the client is: the DNS names of its
 /// subject alternative names and its subject common name. An agent_id is bound to the

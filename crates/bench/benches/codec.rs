@@ -8,55 +8,17 @@
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use sentinel_agent_protocol::{
-    Audit, BodyChunk, Cancel, Decision, Encoding, FrameCodec, HeaderOp, Message, Ping,
-    RequestHeaders, ResponseHeaders,
+    Audit, BodyChunk, Cancel, Decision, Encoding, FrameCodec, Message, Ping, ResponseHeaders,
 };
 use tokio_util::codec::{Decoder, Encoder};
 
-fn request_headers() -> RequestHeaders {
-    let headers = [
-        ("host", "shop.example.com"),
-        (
-            "user-agent",
-            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
-        ),
-        (
-            "accept",
-            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-        ),
-        ("accept-language", "en-US,en;q=0.5"),
-        ("accept-encoding", "gzip, deflate, br"),
-        ("referer", "https://shop.example.com/catalog?page=2"),
-        ("cookie", "session=6f1c2a9e0b7d4e8f; theme=dark"),
-        ("x-request-id", "0d6b8a52-7c2f-4f1e-9a3b-5e8d1c0f2a47"),
-        ("x-forwarded-for", "203.0.113.7"),
-        ("cache-control", "no-cache"),
-    ];
-    RequestHeaders {
-        request_id: 1_000_000,
-        method: "GET".into(),
-        uri: "/catalog/item/42?ref=home".into(),
-        version: "HTTP/1.1".into(),
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
-        client_addr: "203.0.113.7:51234".into(),
-        route: "default".into(),
-        has_body: false,
-    }
-}
+/// The benchmark's own request and decision, shared with the bench binary.
+#[path = "../src/wire.rs"]
+#[allow(dead_code)]
+mod wire;
 
 fn hot_messages() -> Vec<(&'static str, Message)> {
-    let mut allow = Decision::allow(1_000_000);
-    allow.request_headers.push(HeaderOp::Set {
-        name: "x-echo-agent".into(),
-        value: "echo-1".into(),
-    });
-    allow.response_headers.push(HeaderOp::Set {
-        name: "x-echo-agent".into(),
-        value: "echo-1".into(),
-    });
+    let allow = wire::decision(1_000_000);
     let mut block = Decision::block(1_000_000, 403);
     block.audit = Some(Audit {
         tags: vec!["sqli".into()],
@@ -64,7 +26,10 @@ fn hot_messages() -> Vec<(&'static str, Message)> {
         reason: Some("SQL injection in query".into()),
     });
     vec![
-        ("request_headers_10", Message::from(request_headers())),
+        (
+            "request_headers_10",
+            Message::from(wire::request_headers(1_000_000)),
+        ),
         (
             "request_body_4k",
             Message::RequestBodyChunk(BodyChunk {

@@ -83,27 +83,16 @@ pub(crate) async fn handle(
 ) -> Response<ProxyBody> {
     let config = state.config();
     let (mut parts, body) = request.into_parts();
-    let Some(host) = effective_host(&parts) else {
-        state
-            .metrics()
-            .record_request("-", StatusCode::BAD_REQUEST.as_u16());
-        return status_response(StatusCode::BAD_REQUEST);
+    let host = match request_host(&parts) {
+        Ok(host) => host,
+        Err(status) => return refuse(&state, status),
     };
-    if has_dot_segment(parts.uri.path()) {
-        state
-            .metrics()
-            .record_request("-", StatusCode::BAD_REQUEST.as_u16());
-        return status_response(StatusCode::BAD_REQUEST);
-    }
     // The upstream sees the host the route was chosen on, and only that one.
     if let Some(value) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
         parts.headers.insert(HOST, value);
     }
     let Some(route) = routing::select(&config.routes, host.as_deref(), parts.uri.path()) else {
-        state
-            .metrics()
-            .record_request("-", StatusCode::NOT_FOUND.as_u16());
-        return status_response(StatusCode::NOT_FOUND);
+        return refuse(&state, StatusCode::NOT_FOUND);
     };
     let response = proxy(&state, &config, route, parts, body, client).await;
     state
@@ -112,21 +101,31 @@ pub(crate) async fn handle(
     response
 }
 
+/// An answer the proxy gives before any route is chosen, recorded under route `-`.
+fn refuse(state: &ProxyState, status: StatusCode) -> Response<ProxyBody> {
+    state.metrics().record_request("-", status.as_u16());
+    status_response(status)
+}
+
 /// The host a request is for: the URI's authority (absolute-form, HTTP/2 `:authority`) wins
-/// over `Host`, as HTTP requires. `None` (→ 400) when there are several `Host` headers, so
-/// routing and the upstream can never disagree about the host.
-fn effective_host(parts: &Parts) -> Option<Option<String>> {
+/// over `Host`, as HTTP requires. Refused with 400 when there are several `Host` headers (so
+/// routing and the upstream can never disagree about the host) or when the path has a dot
+/// segment.
+fn request_host(parts: &Parts) -> Result<Option<String>, StatusCode> {
     let mut hosts = parts.headers.get_all(HOST).iter();
     let header = hosts.next();
-    if hosts.next().is_some() {
-        return None;
+    if hosts.next().is_some() || has_dot_segment(parts.uri.path()) {
+        return Err(StatusCode::BAD_REQUEST);
     }
     if let Some(authority) = parts.uri.authority() {
-        return Some(Some(authority.as_str().to_string()));
+        return Ok(Some(authority.as_str().to_string()));
     }
     match header {
-        Some(value) => value.to_str().ok().map(|h| Some(h.to_string())),
-        None => Some(None),
+        Some(value) => value
+            .to_str()
+            .map(|h| Some(h.to_string()))
+            .map_err(|_| StatusCode::BAD_REQUEST),
+        None => Ok(None),
     }
 }
 

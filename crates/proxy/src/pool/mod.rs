@@ -92,6 +92,14 @@ impl Exclude<'_> {
 }
 
 impl PoolState {
+    /// Every live connection.
+    fn connections(&self) -> Vec<Arc<AgentConnection>> {
+        self.agents
+            .values()
+            .flat_map(|e| e.connections.iter().cloned())
+            .collect()
+    }
+
     /// Drops the entry of an id with no connection and no reservation left.
     fn forget_if_empty(&mut self, agent_id: &str) {
         if self
@@ -270,11 +278,7 @@ impl AgentPool {
     pub fn set_logical_agents(&self, logical: Vec<LogicalAgent>) -> usize {
         let pushes: Vec<(Arc<AgentConnection>, Option<Value>)> = {
             let mut state = self.write();
-            let all: Vec<Arc<AgentConnection>> = state
-                .agents
-                .values()
-                .flat_map(|e| e.connections.iter().cloned())
-                .collect();
+            let all = state.connections();
             state.members = logical
                 .iter()
                 .map(|l| {
@@ -299,11 +303,7 @@ impl AgentPool {
     }
 
     fn all_connections(&self) -> Vec<Arc<AgentConnection>> {
-        self.read()
-            .agents
-            .values()
-            .flat_map(|e| e.connections.iter().cloned())
-            .collect()
+        self.read().connections()
     }
 
     /// Live connections in the pool.

@@ -284,6 +284,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
                 r.path.clone(),
                 r.tcp_address,
                 r.max_connections_per_agent,
+                r.max_agent_connections,
+                r.failed_registrations,
                 r.handshake_timeout,
                 r.max_pending_handshakes,
                 r.max_frame_length,

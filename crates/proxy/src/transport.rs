@@ -64,6 +64,8 @@ pub struct IncomingConnection {
     pub transport: Transport,
     /// The peer's address, for logs (`unix` peers show as `uds`).
     pub peer: String,
+    /// The peer's IP address (TCP and TLS only), which failed registrations are throttled by.
+    pub address: Option<std::net::IpAddr>,
     /// The peer's credentials (Unix socket peers only; `None` if the kernel would not say).
     pub credentials: Option<PeerCredentials>,
 }

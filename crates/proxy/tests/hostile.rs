@@ -1,5 +1,6 @@
 //! Concurrency and floods: the per-agent limit under 50 simultaneous registrations, and a
-//! flood of silent connections that must not delay an honest agent.
+//! flood of silent connections that must not delay an honest agent; failed registrations
+//! throttled by address; the cap on agent connections of all agents together.
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures::future::join_all;
 use sentinel::pool::PoolSettings;
+use sentinel::reverse::{ThrottleSettings, TokenRule, TokenSource};
 use sentinel_agent_protocol::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,4 +95,148 @@ async fn silent_flood_does_not_delay_an_honest_agent() {
     }
     let pending = proxy.stats.snapshot().pending_handshakes;
     assert!(pending <= 32, "pending handshakes capped, got {pending}");
+}
+
+/// A token guesser from one address: each failure is answered later than the one before,
+/// then the address is refused unread for the block period, while a Unix socket agent is
+/// unaffected; after the block, the address may register again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_registrations_from_one_address_are_delayed_then_refused() {
+    let proxy = Proxy::start_with(
+        |c| {
+            c.require_auth = true;
+            c.tokens =
+                vec![
+                    TokenRule::load("auth-agent", &TokenSource::Value("the-right-token".into()))
+                        .unwrap(),
+                ];
+            c.failed_registrations = ThrottleSettings {
+                limit: 4,
+                window: Duration::from_secs(60),
+                block: Duration::from_secs(2),
+                delay: Duration::from_millis(100),
+                max_delay: Duration::from_millis(300),
+            };
+        },
+        PoolSettings::default(),
+        default_logical(),
+    )
+    .await;
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        let mut guesser = proxy.dial(Via::Tcp).await;
+        let started = Instant::now();
+        let answer = guesser
+            .register(request_with_token("auth-agent", Some("a-guess")))
+            .await;
+        waits.push(started.elapsed());
+        assert!(
+            matches!(
+                answer,
+                RegistrationResponse::Rejected {
+                    error: RegistrationErrorCode::AuthFailed,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+    }
+    for (wait, least) in waits.iter().zip([100, 200, 300, 300]) {
+        assert!(
+            *wait >= Duration::from_millis(least),
+            "failure answers must slow down: {waits:?}"
+        );
+    }
+
+    // Blocked: closed without an answer, whatever is sent, even the right token.
+    let mut blocked = proxy.dial(Via::Tcp).await;
+    blocked
+        .send(request_with_token("auth-agent", Some("the-right-token")).into())
+        .await;
+    assert!(
+        blocked.recv().await.is_none(),
+        "a blocked address gets no answer"
+    );
+    let throttle = proxy.stats.snapshot().throttle;
+    assert_eq!(
+        (throttle.blocks, throttle.blocked_peers),
+        (1, 1),
+        "{throttle:?}"
+    );
+    assert!(throttle.refused_connections >= 1, "{throttle:?}");
+    assert_eq!(throttle.delayed_rejections, 4, "{throttle:?}");
+
+    // Unix socket peers have no address and are never throttled.
+    let (_local, _) = proxy
+        .register_request(
+            Via::Uds,
+            request_with_token("auth-agent", Some("the-right-token")),
+        )
+        .await;
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (_remote, _) = proxy
+        .register_request(
+            Via::Tcp,
+            request_with_token("auth-agent", Some("the-right-token")),
+        )
+        .await;
+    assert_eq!(proxy.stats.snapshot().throttle.blocked_peers, 0);
+}
+
+/// Refusals that say nothing about the peer (its id is at its connection limit) are not
+/// throttled: an agent fleet scaling past its limit must not get its address blocked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_refusals_are_not_throttled() {
+    let proxy = Proxy::start_with(
+        |c| {
+            c.max_connections_per_agent = 1;
+            c.failed_registrations.limit = 2;
+        },
+        PoolSettings::default(),
+        default_logical(),
+    )
+    .await;
+    let (_first, _) = proxy.register(Via::Tcp, "waf-1").await;
+    for _ in 0..5 {
+        let mut extra = proxy.dial(Via::Tcp).await;
+        let answer = extra.register(RegistrationRequest::new("waf-1")).await;
+        assert!(
+            matches!(
+                answer,
+                RegistrationResponse::Rejected {
+                    error: RegistrationErrorCode::ConnectionLimit,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+    }
+    let (_other, _) = proxy.register(Via::Tcp, "waf-2").await;
+    assert_eq!(proxy.stats.snapshot().throttle.blocks, 0);
+}
+
+/// The total cap counts every agent's connections; a place freed is a place to register.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn total_agent_connections_are_capped() {
+    let proxy = Proxy::start_with(
+        |c| c.max_agent_connections = 3,
+        PoolSettings::default(),
+        default_logical(),
+    )
+    .await;
+    let (first, _) = proxy.register(Via::Uds, "waf-1").await;
+    let (_second, _) = proxy.register(Via::Tcp, "waf-2").await;
+    let (_third, _) = proxy.register(Via::Uds, "auth-agent").await;
+    let mut fourth = proxy.dial(Via::Tcp).await;
+    match fourth.register(RegistrationRequest::new("waf-3")).await {
+        RegistrationResponse::Rejected {
+            error: RegistrationErrorCode::ConnectionLimit,
+            message,
+        } => assert!(message.contains("max-agent-connections"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    drop(first);
+    proxy.wait_for_connections(2).await;
+    let (_fourth, _) = proxy.register(Via::Tcp, "waf-3").await;
 }

@@ -151,6 +151,10 @@ impl Metrics {
         let rejected = Family::<CodeLabels, Counter>::default();
         let pending = Gauge::<i64>::default();
         let tls_failed = Counter::<u64>::default();
+        let throttled = Counter::<u64>::default();
+        let blocks = Counter::<u64>::default();
+        let refused = Counter::<u64>::default();
+        let blocked_peers = Gauge::<i64>::default();
         if let Some(stats) = registrations {
             let snapshot = stats.snapshot();
             accepted.inc_by(snapshot.accepted);
@@ -159,6 +163,10 @@ impl Metrics {
             }
             pending.set(snapshot.pending_handshakes as i64);
             tls_failed.inc_by(snapshot.tls_handshakes_failed);
+            throttled.inc_by(snapshot.throttle.delayed_rejections);
+            blocks.inc_by(snapshot.throttle.blocks);
+            refused.inc_by(snapshot.throttle.refused_connections);
+            blocked_peers.set(snapshot.throttle.blocked_peers as i64);
         }
         registry.register(
             "agent_registrations_accepted",
@@ -179,6 +187,26 @@ impl Metrics {
             "agent_tls_handshakes_failed",
             "TLS handshakes on the reverse listener that failed (no or bad client certificate, not TLS, timeout)",
             tls_failed,
+        );
+        registry.register(
+            "agent_registrations_delayed",
+            "Failed registrations answered after a throttle delay",
+            throttled,
+        );
+        registry.register(
+            "agent_peer_blocks",
+            "Times a peer address reached the failed-registration limit and was blocked",
+            blocks,
+        );
+        registry.register(
+            "agent_connections_refused_blocked",
+            "Agent connections from blocked peer addresses, closed unread",
+            refused,
+        );
+        registry.register(
+            "agent_blocked_peers",
+            "Peer addresses blocked now for failed registrations",
+            blocked_peers,
         );
 
         let connections = Family::<AgentLabels, Gauge>::default();

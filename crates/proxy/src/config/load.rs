@@ -16,7 +16,7 @@ use super::values::Reader;
 use super::*;
 use crate::pool::PoolSettings;
 use crate::reverse::{
-    ReverseListenerConfig, ReverseTls, TlsError, TlsFiles, TokenRule, TokenSource,
+    ReverseListenerConfig, ReverseTls, ThrottleSettings, TlsError, TlsFiles, TokenRule, TokenSource,
 };
 
 /// Reads and validates the configuration file at `path`.
@@ -162,10 +162,12 @@ impl Loader<'_> {
         &self,
         node: &KdlNode,
     ) -> Result<(ReverseListenerConfig, PoolSettings), ConfigError> {
-        const KNOWN: [&str; 17] = [
+        const KNOWN: [&str; 19] = [
             "path",
             "tcp-address",
             "max-connections-per-agent",
+            "max-agent-connections",
+            "failed-registrations",
             "handshake-timeout",
             "require-auth",
             "allowed-agents",
@@ -192,6 +194,10 @@ impl Loader<'_> {
                 "tcp-address" => config.tcp_address = Some(self.address(child)?),
                 "max-connections-per-agent" => {
                     config.max_connections_per_agent = r.usize(child, 1)?
+                }
+                "max-agent-connections" => config.max_agent_connections = r.usize(child, 1)?,
+                "failed-registrations" => {
+                    config.failed_registrations = self.failed_registrations(child)?
                 }
                 "handshake-timeout" => {
                     config.handshake_timeout = r.duration(child, Duration::from_secs(1))?
@@ -252,6 +258,25 @@ impl Loader<'_> {
                 .fail(node, "`require-auth true` needs at least one `auth-token`"));
         }
         Ok((config, pool))
+    }
+
+    /// `failed-registrations { limit 10 window "1m" block "1m" delay "100ms" max-delay "5s" }`;
+    /// settings left out keep their defaults.
+    fn failed_registrations(&self, node: &KdlNode) -> Result<ThrottleSettings, ConfigError> {
+        const KNOWN: [&str; 5] = ["limit", "window", "block", "delay", "max-delay"];
+        let r = self.r;
+        let mut settings = ThrottleSettings::default();
+        for child in children(node) {
+            match name(child) {
+                "limit" => settings.limit = r.usize(child, 0)? as u32,
+                "window" => settings.window = self.positive(child)?,
+                "block" => settings.block = self.positive(child)?,
+                "delay" => settings.delay = r.duration(child, Duration::from_millis(1))?,
+                "max-delay" => settings.max_delay = r.duration(child, Duration::from_millis(1))?,
+                _ => return Err(self.unknown(child, "failed-registrations", &KNOWN)),
+            }
+        }
+        Ok(settings)
     }
 
     /// `tls { cert-file "…" key-file "…" client-ca-file "…" }`, loaded and checked now so that

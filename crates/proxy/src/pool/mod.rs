@@ -69,6 +69,42 @@ struct PoolState {
     members: HashMap<String, Vec<Arc<AgentConnection>>>,
 }
 
+/// How many agent connections the pool admits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionLimits {
+    /// Live connections per `agent_id`.
+    pub per_agent: usize,
+    /// Live connections of all agents together.
+    pub total: usize,
+}
+
+/// Why the pool refused a new connection.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+pub(crate) enum ReserveError {
+    #[error("the proxy is shutting down")]
+    ShuttingDown,
+    #[error(
+        "this agent_id already has {0} connections, the most allowed (max-connections-per-agent)"
+    )]
+    AgentLimit(usize),
+    #[error(
+        "the proxy already has {0} agent connections, the most allowed (max-agent-connections)"
+    )]
+    TotalLimit(usize),
+}
+
+impl ReserveError {
+    /// The registration error code an agent is answered with.
+    pub(crate) fn code(self) -> RegistrationErrorCode {
+        match self {
+            ReserveError::ShuttingDown => RegistrationErrorCode::ShuttingDown,
+            ReserveError::AgentLimit(_) | ReserveError::TotalLimit(_) => {
+                RegistrationErrorCode::ConnectionLimit
+            }
+        }
+    }
+}
+
 /// Connections a pick must skip.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Exclude<'a> {
@@ -160,16 +196,24 @@ impl AgentPool {
     pub(crate) fn reserve(
         &self,
         agent_id: &str,
-        limit: usize,
-    ) -> Result<Reservation, RegistrationErrorCode> {
+        limits: ConnectionLimits,
+    ) -> Result<Reservation, ReserveError> {
         if self.inner.shutting_down.load(Ordering::Acquire) {
-            return Err(RegistrationErrorCode::ShuttingDown);
+            return Err(ReserveError::ShuttingDown);
         }
         let mut state = self.write();
+        let total: usize = state
+            .agents
+            .values()
+            .map(|e| e.connections.len() + e.reserved)
+            .sum();
+        if total >= limits.total {
+            return Err(ReserveError::TotalLimit(limits.total));
+        }
         let entry = state.agents.entry(agent_id.to_string()).or_default();
-        if entry.connections.len() + entry.reserved >= limit {
+        if entry.connections.len() + entry.reserved >= limits.per_agent {
             state.forget_if_empty(agent_id);
-            return Err(RegistrationErrorCode::ConnectionLimit);
+            return Err(ReserveError::AgentLimit(limits.per_agent));
         }
         entry.reserved += 1;
         let n = self

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sentinel_agent_protocol::{AgentPattern, DEFAULT_MAX_FRAME_LENGTH};
 
-use super::{PeerFilter, ReverseTls, TokenRule};
+use super::{PeerFilter, ReverseTls, ThrottleSettings, TokenRule};
 
 /// Everything the reverse listener needs to know. Defaults follow PROTOCOL.md §7.
 #[derive(Debug, Clone)]
@@ -25,6 +25,11 @@ pub struct ReverseListenerConfig {
     pub tokens: Vec<TokenRule>,
     /// If set, only matching agent ids may register.
     pub allowed_agents: Option<Vec<AgentPattern>>,
+    /// Agent connections allowed at once, all agents together (default 1024); more are
+    /// refused with `connection_limit`.
+    pub max_agent_connections: usize,
+    /// How failed registrations from one peer address are delayed and then refused.
+    pub failed_registrations: ThrottleSettings,
     /// Handshakes allowed to be pending at once; beyond it the oldest pending one is dropped
     /// so that a flood of silent connections cannot starve honest agents (default 1024).
     pub max_pending_handshakes: usize,
@@ -50,6 +55,8 @@ impl Default for ReverseListenerConfig {
             require_auth: false,
             tokens: Vec::new(),
             allowed_agents: None,
+            max_agent_connections: 1024,
+            failed_registrations: ThrottleSettings::default(),
             max_pending_handshakes: 1024,
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             max_registration_frame_length: 64 * 1024,

@@ -3,6 +3,7 @@
 //! timeout — validate it, take a connection slot from the pool, answer, and hand the connection
 //! to the pool. Runs in its own task, never in the accept loop.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use super::{
     ClientIdentity, PeerFilter, RegistrationStats, RegistrationValidator, Rejection, Reloadable,
     TlsSlot,
 };
-use crate::pool::{AgentPool, ConnectionIdentity};
+use crate::pool::{AgentPool, ConnectionIdentity, ConnectionLimits};
 use crate::transport::{BoxedStream, IncomingConnection, Transport};
 
 /// Initial read buffer: most registrations fit; larger ones grow it to the frame's size.
@@ -39,7 +40,7 @@ pub(crate) struct HandshakeContext {
     pub pool: AgentPool,
     pub stats: Arc<RegistrationStats>,
     pub handshake_timeout: Duration,
-    pub max_connections_per_agent: usize,
+    pub connection_limits: ConnectionLimits,
     pub max_frame_length: usize,
     pub max_registration_frame_length: usize,
     /// TLS for the TCP listener, swapped by reloads.
@@ -63,8 +64,13 @@ pub(crate) async fn run_handshake(
         stream,
         transport,
         peer,
+        address,
         credentials,
     } = incoming;
+    let peer = Peer {
+        name: peer,
+        address,
+    };
     // Decided before the peer has said anything, and answered once its registration has been
     // read, so that the agent reads the reason instead of a broken pipe.
     let peer_refusal = ctx.peer_filter.check(transport, credentials.as_ref()).err();
@@ -108,10 +114,49 @@ pub(crate) async fn run_handshake(
     };
     drop(ticket);
     match outcome {
-        Ok(request) => accept(&ctx, framed, request, transport, peer).await,
-        Err(rejection) => reject(&ctx, framed, rejection, &peer, &claimed_id).await,
+        Ok(request) => accept(&ctx, framed, request, transport, peer, &shutdown).await,
+        Err(rejection) => reject(&ctx, framed, rejection, &peer, &claimed_id, &shutdown).await,
     }
     ctx.stats.handshake_finished();
+}
+
+/// Who is on the other end of a handshake: a name for logs and, over TCP, the address that
+/// failures are throttled by.
+struct Peer {
+    name: String,
+    address: Option<IpAddr>,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl Peer {
+    /// Counts a failure of this peer and waits the throttle's delay (cut short by shutdown).
+    async fn throttle_failure(&self, ctx: &HandshakeContext, shutdown: &CancellationToken) {
+        let Some(address) = self.address else {
+            return;
+        };
+        let delay = ctx.stats.throttle().record_failure(address);
+        if !delay.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    }
+}
+
+/// Whether a rejection says something about the peer rather than the proxy's state: these
+/// are what an address is throttled for.
+fn counts_as_failure(code: RegistrationErrorCode) -> bool {
+    use RegistrationErrorCode::*;
+    matches!(
+        code,
+        InvalidRequest | VersionMismatch | InvalidAgentId | AuthFailed | NotAllowed
+    )
 }
 
 /// Runs the TLS handshake with the certificates in force now, within the handshake deadline.
@@ -120,7 +165,7 @@ pub(crate) async fn run_handshake(
 async fn secure(
     ctx: &HandshakeContext,
     stream: BoxedStream,
-    peer: &str,
+    peer: &Peer,
     deadline: Instant,
     ticket: &PendingTicket,
     shutdown: &CancellationToken,
@@ -144,6 +189,7 @@ async fn secure(
         Ok(Err(e)) => {
             tracing::info!(%peer, "TLS handshake failed: {e}");
             ctx.stats.record_tls_failed();
+            peer.throttle_failure(ctx, shutdown).await;
             return None;
         }
         Err(_elapsed) => {
@@ -170,7 +216,7 @@ fn validate(
     ctx: &HandshakeContext,
     frame: &Frame,
     identity: Option<&ClientIdentity>,
-    peer: &str,
+    peer: &Peer,
 ) -> Result<RegistrationRequest, Rejection> {
     let result = ctx
         .validator
@@ -196,16 +242,17 @@ async fn accept(
     mut framed: Handshaking,
     request: RegistrationRequest,
     transport: crate::transport::Transport,
-    peer: String,
+    peer: Peer,
+    shutdown: &CancellationToken,
 ) {
-    let reservation = match ctx
-        .pool
-        .reserve(&request.agent_id, ctx.max_connections_per_agent)
-    {
+    let reservation = match ctx.pool.reserve(&request.agent_id, ctx.connection_limits) {
         Ok(reservation) => reservation,
-        Err(code) => {
-            let rejection = Rejection::new(code);
-            return reject(ctx, framed, rejection, &peer, &request.agent_id).await;
+        Err(refusal) => {
+            let rejection = Rejection {
+                code: refusal.code(),
+                message: refusal.to_string(),
+            };
+            return reject(ctx, framed, rejection, &peer, &request.agent_id, shutdown).await;
         }
     };
     let encoding = Encoding::negotiate(
@@ -230,7 +277,7 @@ async fn accept(
         assigned_id: reservation.assigned_id().to_string(),
         agent_id: request.agent_id,
         transport,
-        peer,
+        peer: peer.name,
         capabilities: request.capabilities,
         metadata: request.metadata,
         encoding,
@@ -255,10 +302,14 @@ async fn reject(
     ctx: &HandshakeContext,
     mut framed: Handshaking,
     rejection: Rejection,
-    peer: &str,
+    peer: &Peer,
     agent_id: &str,
+    shutdown: &CancellationToken,
 ) {
     ctx.stats.record_rejected(rejection.code);
+    if counts_as_failure(rejection.code) {
+        peer.throttle_failure(ctx, shutdown).await;
+    }
     // Only a syntactically valid id is logged: anything else came from an unauthenticated peer.
     let agent_id = if is_valid_agent_id(agent_id) {
         agent_id

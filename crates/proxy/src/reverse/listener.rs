@@ -15,7 +15,7 @@ use super::handshake::{run_handshake, HandshakeContext};
 use super::pending::PendingHandshakes;
 use super::uds::{bind_uds, SocketFile};
 use super::{RegistrationStats, RegistrationValidator, Reloadable, ReverseListenerConfig, TlsSlot};
-use crate::pool::AgentPool;
+use crate::pool::{AgentPool, ConnectionLimits};
 use crate::transport::{IncomingConnection, PeerCredentials, Transport};
 
 /// Pause after an accept error (for example, out of file descriptors) so the loop cannot spin.
@@ -83,9 +83,12 @@ impl ReverseConnectionListener {
         let context = Arc::new(HandshakeContext {
             validator: Reloadable::new(RegistrationValidator::new(&config)),
             pool,
-            stats: Arc::new(RegistrationStats::default()),
+            stats: Arc::new(RegistrationStats::new(config.failed_registrations)),
             handshake_timeout: config.handshake_timeout,
-            max_connections_per_agent: config.max_connections_per_agent,
+            connection_limits: ConnectionLimits {
+                per_agent: config.max_connections_per_agent,
+                total: config.max_agent_connections,
+            },
             max_frame_length: config.max_frame_length,
             max_registration_frame_length: config.max_registration_frame_length,
             tls: config.tls.clone().map(TlsSlot::new),
@@ -155,6 +158,9 @@ impl ReverseConnectionListener {
                 accepted = accept_tcp(tcp.as_ref(), context.tls.is_some()) => accepted,
             };
             match accepted {
+                Ok(incoming) if !admitted(&context, &incoming) => {
+                    tracing::debug!(peer = %incoming.peer, "connection from a blocked address closed");
+                }
                 Ok(incoming) => {
                     tracing::debug!(peer = %incoming.peer, transport = %incoming.transport, "agent connection accepted");
                     let ticket = pending.admit();
@@ -173,6 +179,14 @@ impl ReverseConnectionListener {
         }
         tracing::info!("reverse listener stopped");
     }
+}
+
+/// Whether a connection may start a handshake: its address is not blocked for failed
+/// registrations. Refused connections are dropped unread, the cheapest answer there is.
+fn admitted(context: &HandshakeContext, incoming: &IncomingConnection) -> bool {
+    incoming
+        .address
+        .is_none_or(|address| context.stats.throttle().admits(address))
 }
 
 async fn accept_uds(listener: Option<&UnixListener>) -> std::io::Result<IncomingConnection> {
@@ -196,6 +210,7 @@ async fn accept_uds(listener: Option<&UnixListener>) -> std::io::Result<Incoming
         stream: Box::new(stream),
         transport: Transport::Uds,
         peer: "uds".to_string(),
+        address: None,
         credentials,
     })
 }
@@ -214,6 +229,7 @@ async fn accept_tcp(
         stream: Box::new(stream),
         transport: if tls { Transport::Tls } else { Transport::Tcp },
         peer: peer.to_string(),
+        address: Some(peer.ip()),
         credentials: None,
     })
 }

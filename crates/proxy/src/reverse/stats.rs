@@ -1,5 +1,6 @@
-//! Registration counters of one listener: accepted, rejected by error code, pending handshakes,
-//! failed TLS handshakes.
+//! Registration counters of one listener — accepted, rejected by error code, pending
+//! handshakes, failed TLS handshakes — and the failure throttle of its peer addresses, whose
+//! figures are part of the same picture.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,9 +9,12 @@ use std::sync::Mutex;
 use sentinel_agent_protocol::RegistrationErrorCode;
 use serde::Serialize;
 
+use super::throttle::{FailureThrottle, ThrottleSettings, ThrottleSnapshot};
+
 /// Counters shared by the accept loop and the handshake tasks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RegistrationStats {
+    throttle: FailureThrottle,
     accepted: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     pending: AtomicU64,
@@ -29,9 +33,32 @@ pub struct RegistrationStatsSnapshot {
     /// TLS handshakes that failed (bad or missing client certificate, not TLS, timeout); such
     /// a peer gets no RegistrationResponse, so these are not in `rejected`.
     pub tls_handshakes_failed: u64,
+    /// What the failed-registration throttle has done.
+    pub throttle: ThrottleSnapshot,
+}
+
+impl Default for RegistrationStats {
+    fn default() -> RegistrationStats {
+        RegistrationStats::new(ThrottleSettings::default())
+    }
 }
 
 impl RegistrationStats {
+    /// Empty counters, with failed registrations throttled per `throttle`.
+    pub fn new(throttle: ThrottleSettings) -> RegistrationStats {
+        RegistrationStats {
+            throttle: FailureThrottle::new(throttle),
+            accepted: AtomicU64::new(0),
+            rejected: Mutex::default(),
+            pending: AtomicU64::new(0),
+            tls_failed: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn throttle(&self) -> &FailureThrottle {
+        &self.throttle
+    }
+
     pub(crate) fn record_accepted(&self) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
     }
@@ -66,6 +93,7 @@ impl RegistrationStats {
             rejected,
             pending_handshakes: self.pending.load(Ordering::Relaxed),
             tls_handshakes_failed: self.tls_failed.load(Ordering::Relaxed),
+            throttle: self.throttle.snapshot(),
         }
     }
 }

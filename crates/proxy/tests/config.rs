@@ -379,3 +379,43 @@ fn absurd_durations_are_refused_before_they_can_overflow_a_deadline() {
         assert!(err.message.contains("at most 24h"), "{directive}: {err}");
     }
 }
+
+#[test]
+fn agent_connection_cap_and_failed_registration_throttle_parse() {
+    let text = REST.to_string()
+        + r#"reverse-listener {
+    path "/run/a.sock"
+    max-agent-connections 200
+    failed-registrations {
+        limit 5
+        window "2m"
+        block "10m"
+        delay "50ms"
+        max-delay "2s"
+    }
+}
+"#;
+    let reverse = parse(&text).unwrap().reverse_listener.unwrap();
+    assert_eq!(reverse.max_agent_connections, 200);
+    let throttle = reverse.failed_registrations;
+    assert_eq!(
+        (throttle.limit, throttle.window, throttle.block),
+        (5, Duration::from_secs(120), Duration::from_secs(600))
+    );
+    assert_eq!(
+        (throttle.delay, throttle.max_delay),
+        (Duration::from_millis(50), Duration::from_secs(2))
+    );
+
+    let defaults = parse(&(REST.to_string() + "reverse-listener { path \"/run/a.sock\" }\n"))
+        .unwrap()
+        .reverse_listener
+        .unwrap();
+    assert_eq!(defaults.max_agent_connections, 1024);
+    assert_eq!(defaults.failed_registrations.limit, 10);
+
+    let typo = REST.to_string()
+        + "reverse-listener {\n    path \"/run/a.sock\"\n    failed-registrations { limt 5 }\n}\n";
+    let error = parse(&typo).unwrap_err().to_string();
+    assert!(error.contains("limt") && error.contains("limit"), "{error}");
+}

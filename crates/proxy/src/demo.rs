@@ -141,7 +141,9 @@ async fn keep_serving(
     println!();
     println!("the demo keeps running (sample requests replayed every 2 s); Ctrl-C stops it.");
     println!("  status page   http://{admin}/");
-    println!("  in a terminal sentinel agents --admin {admin}   (or: sentinel status --admin {admin})");
+    println!(
+        "  in a terminal sentinel agents --admin {admin}   (or: sentinel status --admin {admin})"
+    );
     println!("  send your own curl -H 'Authorization: Bearer {DEMO_TOKEN}' http://{http_address}/products?id=42");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install the SIGTERM handler")?;

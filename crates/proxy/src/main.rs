@@ -61,7 +61,10 @@ struct AdminArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(!matches!(cli.command, None | Some(Command::Run | Command::Check)));
+    init_logging(!matches!(
+        cli.command,
+        None | Some(Command::Run | Command::Check)
+    ));
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(cli.config),
         Command::Run => runtime().and_then(|rt| rt.block_on(run(cli.config))),

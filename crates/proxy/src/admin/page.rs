@@ -92,7 +92,9 @@ pub fn render_page(view: &View) -> String {
 
 fn push_problems(html: &mut String, problems: &[String]) {
     if problems.is_empty() {
-        html.push_str("<div id=\"problems\" class=\"none\"><strong>Everything looks fine</strong></div>");
+        html.push_str(
+            "<div id=\"problems\" class=\"none\"><strong>Everything looks fine</strong></div>",
+        );
         return;
     }
     html.push_str("<div id=\"problems\"><strong>Needs attention</strong><ul>");

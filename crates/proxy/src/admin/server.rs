@@ -158,7 +158,10 @@ fn unauthorized() -> Response<Full<Bytes>> {
 fn json(value: &impl serde::Serialize) -> Response<Full<Bytes>> {
     match serde_json::to_string(value) {
         Ok(body) => with_type(StatusCode::OK, "application/json", body),
-        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the status\n"),
+        Err(_) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the status\n",
+        ),
     }
 }
 

@@ -210,9 +210,10 @@ impl StatusReport {
                 .filter(|s| s.logical_agents.is_empty())
                 .map(agent_id_status)
                 .collect(),
-            listener: context.registrations.as_ref().map(|stats| {
-                listener_status(&context.listener, stats.snapshot())
-            }),
+            listener: context
+                .registrations
+                .as_ref()
+                .map(|stats| listener_status(&context.listener, stats.snapshot())),
             routes: config
                 .routes
                 .iter()
@@ -241,11 +242,23 @@ impl StatusReport {
         for upstream in &self.upstreams {
             for target in &upstream.targets {
                 if let Some(p) = &target.problem {
-                    problems.push(format!("upstream {} {}: {p}", upstream.name, target.address));
+                    problems.push(format!(
+                        "upstream {} {}: {p}",
+                        upstream.name, target.address
+                    ));
                 }
             }
         }
         problems
+    }
+}
+
+/// `1 registration`, `2 registrations`.
+fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
@@ -288,7 +301,12 @@ fn agent_problem(
         });
     }
     let failed = last_minute.timeouts + last_minute.errors;
-    (failed > 0).then(|| format!("{failed} events without a verdict in the last minute"))
+    (failed > 0).then(|| {
+        format!(
+            "{} without a verdict in the last minute",
+            plural(failed, "event")
+        )
+    })
 }
 
 fn agent_id_status(agent: &AgentSnapshot) -> AgentIdStatus {
@@ -322,7 +340,10 @@ fn metadata_text(metadata: &Map<String, Value>, key: &str) -> Option<String> {
     Some(text.chars().take(MAX_METADATA_CHARS).collect())
 }
 
-fn listener_status(addresses: &ListenerAddresses, stats: RegistrationStatsSnapshot) -> ListenerStatus {
+fn listener_status(
+    addresses: &ListenerAddresses,
+    stats: RegistrationStatsSnapshot,
+) -> ListenerStatus {
     let rejected: u64 = stats.rejected_last_minute.values().sum();
     let problem = (rejected > 0).then(|| {
         let codes: Vec<String> = stats
@@ -331,7 +352,8 @@ fn listener_status(addresses: &ListenerAddresses, stats: RegistrationStatsSnapsh
             .map(|(code, n)| format!("{code} {n}"))
             .collect();
         format!(
-            "{rejected} registrations rejected in the last minute ({})",
+            "{} rejected in the last minute ({})",
+            plural(rejected, "registration"),
             codes.join(", ")
         )
     });
@@ -419,8 +441,9 @@ fn target_problem(available: bool, failures: u32, down_for_ms: Option<u64>) -> O
     if !available {
         let secs = down_for_ms.unwrap_or(0).div_ceil(1000);
         return Some(format!(
-            "down after {failures} failures; retried in {secs} s"
+            "down after {}; retried in {secs} s",
+            plural(failures.into(), "failure")
         ));
     }
-    (failures > 0).then(|| format!("{failures} consecutive failures"))
+    (failures > 0).then(|| format!("{} in a row", plural(failures.into(), "failure")))
 }

@@ -78,7 +78,8 @@ impl View {
     /// Only the agent tables (`sentinel agents`).
     pub fn agents_only(report: &StatusReport) -> View {
         let mut view = View::of(report);
-        view.tables.retain(|t| t.id == "agents" || t.id == "connections");
+        view.tables
+            .retain(|t| t.id == "agents" || t.id == "connections");
         view
     }
 }
@@ -248,9 +249,7 @@ fn listener_tables(listener: &ListenerStatus) -> Vec<Table> {
                     .socket_path
                     .as_ref()
                     .map_or("-".into(), |p| p.display().to_string()),
-                listener
-                    .tcp_address
-                    .map_or("-".into(), |a| a.to_string()),
+                listener.tcp_address.map_or("-".into(), |a| a.to_string()),
                 if listener.tls { "on" } else { "off" }.into(),
                 listener.accepted_last_minute.to_string(),
                 rejected_minute.to_string(),
@@ -272,21 +271,26 @@ fn listener_tables(listener: &ListenerStatus) -> Vec<Table> {
     let rejections = Table {
         id: "rejections".into(),
         title: "Rejected registrations by error code".into(),
-        columns: strings(["code", "last minute", "since start"]),
+        // The last minute last: a marked row highlights its last cell.
+        columns: strings(["code", "since start", "last minute"]),
         rows: codes
             .into_iter()
             .map(|code| {
-                let minute = listener.rejected_last_minute.get(code).copied().unwrap_or(0);
+                let minute = listener
+                    .rejected_last_minute
+                    .get(code)
+                    .copied()
+                    .unwrap_or(0);
                 Row {
                     cells: vec![
                         code.clone(),
-                        minute.to_string(),
                         listener
                             .rejected_total
                             .get(code)
                             .copied()
                             .unwrap_or(0)
                             .to_string(),
+                        minute.to_string(),
                     ],
                     problem: minute > 0,
                 }
@@ -337,7 +341,13 @@ fn upstreams_table(report: &StatusReport) -> Table {
     Table {
         id: "upstreams".into(),
         title: "Upstream targets (passive health)".into(),
-        columns: strings(["upstream", "target", "available", "consecutive failures", "state"]),
+        columns: strings([
+            "upstream",
+            "target",
+            "available",
+            "consecutive failures",
+            "state",
+        ]),
         rows: report
             .upstreams
             .iter()

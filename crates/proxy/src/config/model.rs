@@ -148,8 +148,10 @@ pub struct AdminConfig {
 impl AdminConfig {
     /// Where the admin listener binds when the `admin` block names no address: loopback, so
     /// that only this machine sees it unless the operator decides otherwise.
-    pub const DEFAULT_ADDRESS: SocketAddr =
-        SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9901));
+    pub const DEFAULT_ADDRESS: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::LOCALHOST,
+        9901,
+    ));
 }
 
 impl Config {

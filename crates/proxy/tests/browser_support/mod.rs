@@ -117,15 +117,15 @@ impl Browser {
 
     async fn command(&self, method: Method, path: &str, body: Value) -> Value {
         let path = format!("/session/{}{path}", self.session);
-        let reply = self
-            .http
-            .send(
-                method,
-                &path,
+        // A GET has no body; chromedriver refuses one.
+        let (headers, body): (&[(&str, &str)], Bytes) = match body {
+            Value::Null => (&[], Bytes::new()),
+            body => (
                 &[("content-type", "application/json")],
                 Bytes::from(body.to_string()),
-            )
-            .await;
+            ),
+        };
+        let reply = self.http.send(method, &path, headers, body).await;
         assert_eq!(
             reply.status,
             StatusCode::OK,
@@ -231,7 +231,10 @@ impl Browser {
 async fn wait_ready(http: &Http) -> bool {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while tokio::time::Instant::now() < deadline {
-        if let Ok(reply) = http.try_send(Method::GET, "/status", &[], Bytes::new()).await {
+        if let Ok(reply) = http
+            .try_send(Method::GET, "/status", &[], Bytes::new())
+            .await
+        {
             let value: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
             if value["value"]["ready"] == true {
                 return true;

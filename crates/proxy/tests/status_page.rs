@@ -177,8 +177,6 @@ async fn run_cli(args: &[&str]) -> (std::process::ExitStatus, String, String) {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let mut process = Process::spawn("sentinel-cli", &sentinel_binary(), &args, &[]);
     let status = process.wait_exit(PATIENCE).await;
-    // Let the output readers drain.
-    tokio::time::sleep(Duration::from_millis(50)).await;
     (status, process.stdout(), process.output())
 }
 
@@ -590,4 +588,67 @@ async fn the_grafana_dashboard_queries_only_metrics_that_metrics_exports() {
             "{metric} has no sample after real traffic:\n{page}"
         );
     }
+}
+
+/// Decisions the waf gave over the last minute, from `/status.json`.
+fn waf_decisions(status: &Value) -> u64 {
+    status["agents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["name"] == "waf")
+        .flat_map(|a| a["last_minute"]["decisions"].as_object().cloned())
+        .flat_map(|d| d.into_iter().filter_map(|(_, n)| n.as_u64()))
+        .sum()
+}
+
+/// `sentinel demo --keep-running` stays up after its table, prints the status page's URL, keeps
+/// traffic flowing, and exits cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_keep_running_serves_the_status_page_until_stopped() {
+    agent_binary("sentinel-waf-agent");
+    agent_binary("sentinel-auth-agent");
+    let mut demo = Process::spawn(
+        "sentinel demo --keep-running",
+        &sentinel_binary(),
+        &["demo".to_string(), "--keep-running".to_string()],
+        &[("RUST_LOG", "warn")],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let url = loop {
+        let stdout = demo.stdout();
+        if let Some(url) = stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("status page"))
+            .map(|rest| rest.trim().to_string())
+        {
+            break url;
+        }
+        assert!(!demo.has_exited(), "the demo exited\n{}", demo.output());
+        assert!(Instant::now() < deadline, "no status page URL\n{}", demo.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(demo.stdout().contains("every request got the expected answer"));
+    let address: std::net::SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|_| panic!("not an address: {url}"));
+    let admin = e2e_support::Http::new(address);
+    let page = admin.get("/", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains("<td>waf-1-conn-"), "{}", page.text());
+    let status = |reply: e2e_support::Reply| -> Value {
+        serde_json::from_slice(&reply.body).expect("status.json is JSON")
+    };
+    let before = waf_decisions(&status(admin.get("/status.json", &[]).await));
+    e2e_support::eventually("the demo's trickle of traffic", || async {
+        waf_decisions(&status(admin.get("/status.json", &[]).await)) > before
+    })
+    .await;
+
+    demo.signal(libc::SIGTERM);
+    let exit = demo.wait_exit(PATIENCE).await;
+    assert!(exit.success(), "{exit}\n{}", demo.output());
+    assert!(demo.stdout().contains("stopping the demo"));
 }

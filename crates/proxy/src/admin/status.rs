@@ -284,11 +284,11 @@ fn agent_problem(
     last_minute: &AgentMinute,
 ) -> Option<String> {
     if live == 0 {
+        let fails_closed = config.agent(name).map(|a| a.failure_mode) == Some(FailureMode::Closed);
         let closed_routes: Vec<&str> = config
             .routes
             .iter()
-            .filter(|r| r.agents.iter().any(|a| a == name))
-            .filter(|_| config.agent(name).map(|a| a.failure_mode) == Some(FailureMode::Closed))
+            .filter(|r| fails_closed && r.agents.iter().any(|a| a == name))
             .map(|r| r.name.as_str())
             .collect();
         return Some(if closed_routes.is_empty() {

@@ -256,6 +256,11 @@ async fn the_status_page_follows_agents_and_rejections_in_a_real_browser() {
         waf_row.cells[3].contains("block"),
         "the waf blocked the injections: {waf_row:?}"
     );
+    // p50 and p99 over the last minute, in milliseconds.
+    assert!(
+        waf_row.cells[6].ends_with(" ms") && waf_row.cells[7].ends_with(" ms"),
+        "{waf_row:?}"
+    );
     assert!(!waf_row.problem && !page.row("routes", "default").unwrap().problem);
 
     // Killed: its connection leaves the page within 5 s (the proxy sees the socket close, the
@@ -625,10 +630,16 @@ async fn demo_keep_running_serves_the_status_page_until_stopped() {
             break url;
         }
         assert!(!demo.has_exited(), "the demo exited\n{}", demo.output());
-        assert!(Instant::now() < deadline, "no status page URL\n{}", demo.output());
+        assert!(
+            Instant::now() < deadline,
+            "no status page URL\n{}",
+            demo.output()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(demo.stdout().contains("every request got the expected answer"));
+    assert!(demo
+        .stdout()
+        .contains("every request got the expected answer"));
     let address: std::net::SocketAddr = url
         .trim_start_matches("http://")
         .trim_end_matches('/')

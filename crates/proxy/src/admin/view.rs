@@ -402,3 +402,58 @@ pub fn render_text(view: &View) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::status::{TargetStatus, UpstreamStatus};
+    use super::*;
+
+    fn report_with_a_down_target() -> StatusReport {
+        StatusReport {
+            version: "0.0.0".into(),
+            agents: Vec::new(),
+            unassigned: Vec::new(),
+            listener: None,
+            routes: Vec::new(),
+            upstreams: vec![UpstreamStatus {
+                name: "backend".into(),
+                targets: vec![
+                    TargetStatus {
+                        address: "10.0.0.1:80".into(),
+                        available: true,
+                        consecutive_failures: 0,
+                        down_for_ms: None,
+                        problem: None,
+                    },
+                    TargetStatus {
+                        address: "10.0.0.2:80".into(),
+                        available: false,
+                        consecutive_failures: 3,
+                        down_for_ms: Some(4_200),
+                        problem: Some("down after 3 failures; retried in 5 s".into()),
+                    },
+                ],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_down_upstream_is_marked_in_the_page_and_the_terminal() {
+        let report = report_with_a_down_target();
+        let view = View::of(&report);
+        assert!(view.headline.ends_with("1 problem"), "{}", view.headline);
+        let upstreams = view.tables.iter().find(|t| t.id == "upstreams").unwrap();
+        let marks: Vec<bool> = upstreams.rows.iter().map(|r| r.problem).collect();
+        assert_eq!(marks, [false, true]);
+        let text = render_text(&view);
+        let marked: Vec<&str> = text.lines().filter(|l| l.starts_with('!')).collect();
+        assert_eq!(marked.len(), 1, "{text}");
+        assert!(marked[0].contains("10.0.0.2:80") && marked[0].contains("down after 3"));
+        assert!(text.contains("  ! upstream backend 10.0.0.2:80: down after 3 failures"));
+        // Empty tables say so instead of printing a bare header.
+        assert!(text.contains("(no logical agents configured)"), "{text}");
+        let agents = View::agents_only(&report);
+        let ids: Vec<&str> = agents.tables.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["agents", "connections"]);
+    }
+}

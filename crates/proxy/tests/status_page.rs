@@ -461,7 +461,31 @@ async fn with_an_admin_token_every_endpoint_but_health_answers_401_without_it() 
         .await;
     assert!(shown.contains("Reverse listener"), "{shown}");
     assert_no_secret("sentinel status", &shown);
-    assert_no_secret("sentinel's log", &world.proxy.process.output());
+
+    // Rotation: a new token file and a reload; the old token is refused from then on.
+    let rotated = "status-page-admin-secret-rotated-8a9b";
+    std::fs::write(&token_file, format!("{rotated}\n")).expect("rewrite the token file");
+    world.proxy.process.signal(libc::SIGHUP);
+    let new_bearer = format!("Bearer {rotated}");
+    e2e_support::eventually("the rotated admin token", || async {
+        admin
+            .get("/status.json", &[("authorization", &new_bearer)])
+            .await
+            .status
+            == StatusCode::OK
+    })
+    .await;
+    let old = admin
+        .get("/status.json", &[("authorization", &bearer)])
+        .await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    let log = world.proxy.process.output();
+    assert_no_secret("sentinel's log", &log);
+    assert!(!log.contains(rotated), "the log shows the rotated token");
+    assert!(
+        !log.contains("takes effect after a restart"),
+        "a token change needs no restart:\n{log}"
+    );
 }
 
 /// Every metric name a query of `dashboard` mentions: panel targets (`expr`) and template

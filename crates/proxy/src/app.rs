@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::status::ListenerAddresses;
 use crate::admin::{serve_admin, AdminContext, Metrics};
 use crate::config::{self, Config, ConfigError};
 use crate::pool::AgentPool;
@@ -101,7 +102,12 @@ impl RunningProxy {
             http.push(bind(&format!("listener \"{}\"", listener.name), listener.address).await?);
         }
         let admin = match &config.admin {
-            Some(admin) => Some(bind("admin", admin.address).await?),
+            Some(admin) => {
+                if !admin.address.ip().is_loopback() && admin.token.is_none() {
+                    tracing::warn!(address = %admin.address, "the admin listener is reachable beyond this machine without a token; set admin {{ token-file \"…\" }}");
+                }
+                Some(bind("admin", admin.address).await?)
+            }
             None => None,
         };
 
@@ -126,6 +132,11 @@ impl RunningProxy {
             let context = AdminContext {
                 state: state.clone(),
                 registrations: registrations.clone(),
+                listener: ListenerAddresses {
+                    socket_path: agent_socket.clone(),
+                    tcp_address: agent_tcp_address,
+                    tls: agent_tls.is_some(),
+                },
                 shutdown: shutting_down.clone(),
             };
             // The admin listener outlives the others, so `/health` can answer 503 while draining.
@@ -315,8 +326,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     if old.listeners != new.listeners {
         changed.push("listeners".to_string());
     }
-    if old.admin != new.admin {
-        changed.push("admin".to_string());
+    // The admin token is read per request, so a reload rotates it; only the socket is fixed.
+    let admin_address = |c: &Config| c.admin.as_ref().map(|a| a.address);
+    if admin_address(old) != admin_address(new) {
+        changed.push("admin address".to_string());
     }
     changed
 }

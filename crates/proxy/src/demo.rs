@@ -2,6 +2,8 @@
 //! small upstream, the proxy (reverse listener on a temporary Unix socket, HTTP and admin on
 //! free loopback ports), the `waf` and `auth` example agents as separate processes dialling in,
 //! sends a short series of requests, and prints what each agent decided and what the client got.
+//! With `--keep-running` it then stays up, printing the status page URL and replaying the sample
+//! requests every 2 s so the page's last-minute figures move, until Ctrl-C or SIGTERM.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -73,8 +75,12 @@ const SAMPLES: [Sample; 5] = [
     },
 ];
 
-/// Runs the demo and prints its table.
-pub async fn run() -> anyhow::Result<()> {
+/// How often `--keep-running` replays the sample requests.
+const TRICKLE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Runs the demo and prints its table; with `keep_running`, stays up afterwards until Ctrl-C or
+/// SIGTERM.
+pub async fn run(keep_running: bool) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let socket = dir.join("agents.sock");
     let tokens = dir.join("tokens.json");
@@ -110,7 +116,12 @@ pub async fn run() -> anyhow::Result<()> {
         )?);
         wait_for_agents(proxy.state(), &["waf-1", "auth-agent"]).await?;
         print_registrations(proxy.state());
-        send_samples(proxy.state(), http_address).await
+        send_samples(proxy.state(), http_address).await?;
+        if keep_running {
+            let admin = proxy.admin_address().context("no admin listener")?;
+            keep_serving(http_address, admin).await?;
+        }
+        Ok(())
     }
     .await;
     for child in &mut children {
@@ -119,6 +130,57 @@ pub async fn run() -> anyhow::Result<()> {
     proxy.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     outcome
+}
+
+/// Prints where to look, then replays the samples every [`TRICKLE_INTERVAL`] until Ctrl-C or
+/// SIGTERM.
+async fn keep_serving(
+    http_address: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    println!();
+    println!("the demo keeps running (sample requests replayed every 2 s); Ctrl-C stops it.");
+    println!("  status page   http://{admin}/");
+    println!(
+        "  in a terminal sentinel agents --admin {admin}   (or: sentinel status --admin {admin})"
+    );
+    println!("  send your own curl -H 'Authorization: Bearer {DEMO_TOKEN}' http://{http_address}/products?id=42");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut ticks = tokio::time::interval(TRICKLE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = ticks.tick() => {
+                for sample in &SAMPLES {
+                    // Only to keep the figures moving; an answer or error is not looked at.
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        client.request(sample_request(sample, http_address)?),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+    println!("stopping the demo");
+    Ok(())
+}
+
+fn sample_request(
+    sample: &Sample,
+    address: std::net::SocketAddr,
+) -> anyhow::Result<Request<Full<Bytes>>> {
+    let mut request = Request::builder()
+        .method(sample.method)
+        .uri(format!("http://{address}{}", sample.path))
+        .header("host", "demo.local");
+    if sample.token {
+        request = request.header("authorization", format!("Bearer {DEMO_TOKEN}"));
+    }
+    Ok(request.body(Full::new(Bytes::from_static(sample.body.as_bytes())))?)
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
@@ -279,14 +341,7 @@ async fn send_samples(
     let mut unexpected = Vec::new();
     for sample in &SAMPLES {
         let before = decision_counts(state);
-        let mut request = Request::builder()
-            .method(sample.method)
-            .uri(format!("http://{address}{}", sample.path))
-            .header("host", "demo.local");
-        if sample.token {
-            request = request.header("authorization", format!("Bearer {DEMO_TOKEN}"));
-        }
-        let request = request.body(Full::new(Bytes::from_static(sample.body.as_bytes())))?;
+        let request = sample_request(sample, address)?;
         let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
             .await
             .context("the proxy did not answer within 10 s")??;

@@ -19,6 +19,7 @@ pub mod reverse;
 pub mod signals;
 pub mod state;
 pub mod transport;
+pub mod window;
 
 pub use pool::{
     AgentPool, AgentReply, AgentRequest, DispatchError, Event, LogicalAgent, PoolSettings,

@@ -1,11 +1,13 @@
 //! The `sentinel` binary: parses the command line, sets up logging, raises the open-files
-//! limit, and runs the proxy (or checks a configuration, or runs the demo). Everything else
-//! lives in the library.
+//! limit, and runs the proxy (or checks a configuration, runs the demo, or shows a running
+//! proxy's agents and status as tables). Everything else lives in the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sentinel::admin::client::fetch_status;
+use sentinel::admin::view::{render_text, View};
 use sentinel::app::RunningProxy;
 use sentinel::config;
 
@@ -31,16 +33,46 @@ enum Command {
     Check,
     /// Run the whole system on built-in defaults: proxy, an upstream, the waf and auth agents,
     /// sample traffic, and a table of what each agent decided.
-    Demo,
+    Demo {
+        /// Keep the demo system up after the table (with a trickle of sample traffic) and print
+        /// the status page URL; Ctrl-C stops it.
+        #[arg(long)]
+        keep_running: bool,
+    },
+    /// Show a running proxy's agents and their connections, as tables (or JSON).
+    Agents(AdminArgs),
+    /// Show a running proxy's whole status (agents, reverse listener, routes, upstreams), as
+    /// tables (or JSON).
+    Status(AdminArgs),
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The proxy's admin address (host:port).
+    #[arg(long, default_value_t = config::AdminConfig::DEFAULT_ADDRESS.to_string())]
+    admin: String,
+    /// Print JSON (the admin listener's /status.json, or its `agents` part) instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// File holding the admin token, when the admin listener requires one.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Some(Command::Demo)));
+    init_logging(!matches!(
+        cli.command,
+        None | Some(Command::Run | Command::Check)
+    ));
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(cli.config),
         Command::Run => runtime().and_then(|rt| rt.block_on(run(cli.config))),
-        Command::Demo => runtime().and_then(|rt| rt.block_on(sentinel::demo::run())),
+        Command::Demo { keep_running } => {
+            runtime().and_then(|rt| rt.block_on(sentinel::demo::run(keep_running)))
+        }
+        Command::Agents(args) => runtime().and_then(|rt| rt.block_on(show(args, true))),
+        Command::Status(args) => runtime().and_then(|rt| rt.block_on(show(args, false))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -88,4 +120,35 @@ async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let proxy = RunningProxy::start(config, Some(path)).await?;
     signals.serve_until_terminated(proxy).await;
     Ok(())
+}
+
+/// `sentinel agents` (`agents_only`) and `sentinel status`.
+async fn show(args: AdminArgs, agents_only: bool) -> anyhow::Result<()> {
+    let token = match &args.token_file {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
+    let report = fetch_status(&args.admin, token.as_deref()).await?;
+    let output = match (args.json, agents_only) {
+        (true, true) => serde_json::to_string_pretty(
+            &serde_json::json!({ "agents": report.agents, "unassigned": report.unassigned }),
+        )?,
+        (true, false) => serde_json::to_string_pretty(&report)?,
+        (false, true) => render_text(&View::agents_only(&report)),
+        (false, false) => render_text(&View::of(&report)),
+    };
+    println!("{}", output.trim_end());
+    Ok(())
+}
+
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the admin token file {} is empty",
+        path.display()
+    );
+    Ok(token.to_string())
 }

@@ -419,3 +419,45 @@ fn agent_connection_cap_and_failed_registration_throttle_parse() {
     let error = parse(&typo).unwrap_err().to_string();
     assert!(error.contains("limt") && error.contains("limit"), "{error}");
 }
+
+#[test]
+fn admin_binds_loopback_by_default_and_loads_its_token_file_without_showing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("{ORIGINAL_REVERSE_LISTENER}{REST}");
+    let without_admin = &base[..base.find("admin {").expect("REST ends with admin")];
+
+    let config = parse(&format!("{without_admin}admin {{ }}\n")).unwrap();
+    let admin = config.admin.expect("an admin block");
+    assert!(admin.address.ip().is_loopback());
+    assert_eq!(admin.address, config::AdminConfig::DEFAULT_ADDRESS);
+    assert!(admin.token.is_none());
+
+    let secret = "admin-token-for-the-config-test";
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, format!("{secret}\n")).unwrap();
+    let config = parse(&format!(
+        "{without_admin}admin {{ address \"0.0.0.0:9901\"; token-file \"{}\"; }}\n",
+        token_file.display()
+    ))
+    .unwrap();
+    let admin = config.admin.as_ref().expect("an admin block");
+    let token = admin.token.as_ref().expect("the token");
+    assert!(token.accepts(Some(format!("Bearer {secret}").as_bytes())));
+    assert!(
+        !format!("{config:?}").contains(secret),
+        "Debug shows the token"
+    );
+
+    std::fs::write(&token_file, "\n").unwrap();
+    let error = parse(&format!(
+        "{without_admin}admin {{ token-file \"{}\"; }}\n",
+        token_file.display()
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("holds no token"), "{error}");
+    let error = parse(&format!("{without_admin}admin {{ token \"x\"; }}\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("token-file"), "{error}");
+}

@@ -1,7 +1,8 @@
 //! Prometheus metrics of the proxy (prometheus-client): HTTP requests, agent decisions by
 //! action, agent latency, agent failures, registrations by outcome, live agent connections.
 //! Values that already live elsewhere (registration counters, pool connections) are read at
-//! scrape time rather than duplicated.
+//! scrape time rather than duplicated. Each per-agent record also feeds the one-minute view of
+//! [`RecentDecisions`] (the status page), in the same call.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::recent::RecentDecisions;
 use crate::pool::AgentPool;
 use crate::reverse::RegistrationStats;
 
@@ -49,6 +51,7 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     agent_latency: Family<AgentLabels, Histogram>,
     agent_failures: Family<FailureLabels, Counter>,
+    recent: RecentDecisions,
 }
 
 impl Default for Metrics {
@@ -63,6 +66,7 @@ impl Default for Metrics {
                 ))
             }),
             agent_failures: Family::default(),
+            recent: RecentDecisions::default(),
         }
     }
 }
@@ -80,6 +84,7 @@ impl Metrics {
 
     /// A decision of `agent` with `action` (`allow`, `block`, `redirect`, `continue`).
     pub fn record_decision(&self, agent: &str, action: &str) {
+        self.recent.record_decision(agent, action);
         self.decisions
             .get_or_create(&DecisionLabels {
                 agent: agent.to_string(),
@@ -100,6 +105,7 @@ impl Metrics {
 
     /// The time one event took to be decided by `agent`.
     pub fn observe_agent_latency(&self, agent: &str, seconds: f64) {
+        self.recent.observe_latency(agent, seconds);
         self.agent_latency
             .get_or_create(&AgentLabels {
                 agent: agent.to_string(),
@@ -110,12 +116,18 @@ impl Metrics {
     /// An event of `agent` that got no verdict, with why (`timeout`, `no_connection`,
     /// `saturated`, `connection_lost`, `agent_error`, …).
     pub fn record_agent_failure(&self, agent: &str, reason: &str) {
+        self.recent.record_failure(agent, reason);
         self.agent_failures
             .get_or_create(&FailureLabels {
                 agent: agent.to_string(),
                 reason: reason.to_string(),
             })
             .inc();
+    }
+
+    /// Each logical agent's last minute (decisions, failures, latency percentiles).
+    pub fn recent(&self) -> &RecentDecisions {
+        &self.recent
     }
 
     /// Renders the Prometheus text format, adding the registration and pool figures as they

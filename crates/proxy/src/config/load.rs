@@ -14,6 +14,7 @@ use super::dialect::{upgrade_v1_keywords, Upgraded};
 use super::error::{ConfigError, Source};
 use super::values::Reader;
 use super::*;
+use crate::admin::AdminToken;
 use crate::pool::PoolSettings;
 use crate::reverse::{
     ReverseListenerConfig, ReverseTls, ThrottleSettings, TlsError, TlsFiles, TokenRule, TokenSource,
@@ -656,15 +657,23 @@ impl Loader<'_> {
     }
 
     fn admin(&self, node: &KdlNode) -> Result<AdminConfig, ConfigError> {
-        let mut address = None;
+        let mut admin = AdminConfig {
+            address: AdminConfig::DEFAULT_ADDRESS,
+            token: None,
+        };
         for child in children(node) {
             match name(child) {
-                "address" => address = Some(self.address(child)?),
-                _ => return Err(self.unknown(child, "admin", &["address"])),
+                "address" => admin.address = self.address(child)?,
+                "token-file" => {
+                    let path = self.path(&self.r.string(child)?);
+                    let token = AdminToken::from_file(&path)
+                        .map_err(|e| self.r.fail(child, e.to_string()))?;
+                    admin.token = Some(token);
+                }
+                _ => return Err(self.unknown(child, "admin", &["address", "token-file"])),
             }
         }
-        let address = address.ok_or_else(|| self.r.fail(node, "admin needs an `address`"))?;
-        Ok(AdminConfig { address })
+        Ok(admin)
     }
 
     /// Routes must name configured upstreams and agents; there must be a listener.

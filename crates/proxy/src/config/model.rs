@@ -26,7 +26,7 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     /// Routes, matched in order.
     pub routes: Vec<RouteConfig>,
-    /// The admin listener (`/metrics`, `/agents`, `/health`).
+    /// The admin listener (status page, `/status.json`, `/metrics`, `/agents`, `/health`).
     pub admin: Option<AdminConfig>,
     /// How long in-flight requests may take to finish on shutdown (default 30 s).
     pub shutdown_grace: Duration,
@@ -139,8 +139,19 @@ pub struct RouteConfig {
 /// The admin listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
-    /// Where to listen.
+    /// Where to listen (default [`AdminConfig::DEFAULT_ADDRESS`], loopback only).
     pub address: SocketAddr,
+    /// When set, every admin request but `/health` must carry it (`admin { token-file … }`).
+    pub token: Option<crate::admin::AdminToken>,
+}
+
+impl AdminConfig {
+    /// Where the admin listener binds when the `admin` block names no address: loopback, so
+    /// that only this machine sees it unless the operator decides otherwise.
+    pub const DEFAULT_ADDRESS: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::LOCALHOST,
+        9901,
+    ));
 }
 
 impl Config {

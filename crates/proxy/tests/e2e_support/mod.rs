@@ -627,8 +627,8 @@ pub fn metric_sum(page: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
 
 // ---------------------------------------------------------------- the proxy
 
-/// A free loopback port: bound, then released for the proxy to take.
-fn free_port() -> SocketAddr {
+/// A free loopback port: bound, then released for the proxy (or a helper) to take.
+pub fn free_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address")
 }
@@ -643,11 +643,33 @@ pub fn config_text(
     upstream: SocketAddr,
     body: &str,
 ) -> String {
+    config_text_with(socket, http, admin, upstream, &Extras::default(), body)
+}
+
+/// Lines added inside the `reverse-listener` and `admin` blocks of [`config_text`].
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Inside `reverse-listener { … }` (a `tcp-address`, `require-auth`, tokens).
+    pub reverse_listener: String,
+    /// Inside `admin { … }` (a `token-file`).
+    pub admin: String,
+}
+
+/// [`config_text`] with `extras` in its blocks.
+pub fn config_text_with(
+    socket: &Path,
+    http: SocketAddr,
+    admin: SocketAddr,
+    upstream: SocketAddr,
+    extras: &Extras,
+    body: &str,
+) -> String {
     format!(
         r#"reverse-listener {{
     path "{socket}"
     max-connections-per-agent 4
     handshake-timeout "10s"
+    {reverse_extra}
 }}
 listeners {{
     listener "http" {{ address "{http}"; }}
@@ -655,11 +677,16 @@ listeners {{
 upstreams {{
     upstream "backend" {{ target "{upstream}"; }}
 }}
-admin {{ address "{admin}"; }}
+admin {{
+    address "{admin}"
+    {admin_extra}
+}}
 shutdown-grace "30s"
 {body}
 "#,
-        socket = socket.display()
+        socket = socket.display(),
+        reverse_extra = extras.reverse_listener,
+        admin_extra = extras.admin,
     )
 }
 
@@ -676,12 +703,24 @@ pub struct Sentinel {
     /// The configuration file (re-read on SIGHUP).
     pub config_path: PathBuf,
     upstream: SocketAddr,
+    extras: Extras,
 }
 
 impl Sentinel {
     /// Writes the configuration into `dir`, starts `sentinel --config FILE`, and waits until its
     /// admin `/health` answers 200. `body` holds the `agents` and `routes` blocks.
     pub async fn start(dir: &Path, upstream: &Upstream, body: &str) -> Sentinel {
+        Sentinel::start_with(dir, upstream, Extras::default(), body).await
+    }
+
+    /// [`Sentinel::start`] with `extras` in the `reverse-listener` and `admin` blocks. When the
+    /// admin block names a token, `/health` still answers without it.
+    pub async fn start_with(
+        dir: &Path,
+        upstream: &Upstream,
+        extras: Extras,
+        body: &str,
+    ) -> Sentinel {
         let socket = dir.join("agents.sock");
         let config_path = dir.join("sentinel.kdl");
         // The ports are picked free and released; should another process take one in between,
@@ -690,7 +729,7 @@ impl Sentinel {
             let (http, admin) = (free_port(), free_port());
             write_atomically(
                 &config_path,
-                &config_text(&socket, http, admin, upstream.address, body),
+                &config_text_with(&socket, http, admin, upstream.address, &extras, body),
             );
             let process = Process::spawn(
                 "sentinel",
@@ -705,6 +744,7 @@ impl Sentinel {
                 socket: socket.clone(),
                 config_path: config_path.clone(),
                 upstream: upstream.address,
+                extras: extras.clone(),
             };
             match sentinel.wait_healthy().await {
                 Ok(()) => return sentinel,
@@ -744,11 +784,12 @@ impl Sentinel {
     /// The configuration this proxy would have with `body` as its `agents` and `routes`
     /// (same addresses), for rewriting the file before a reload.
     pub fn config_with(&self, body: &str) -> String {
-        config_text(
+        config_text_with(
             &self.socket,
             self.http.address(),
             self.admin.address(),
             self.upstream,
+            &self.extras,
             body,
         )
     }

@@ -109,6 +109,8 @@ pub struct ListenerStatus {
     pub pending_handshakes: u64,
     /// Failed TLS handshakes since start.
     pub tls_handshakes_failed: u64,
+    /// Peer addresses refused now for too many failed registrations.
+    pub blocked_peers: u64,
     /// What is wrong, if anything.
     pub problem: Option<String>,
 }
@@ -357,6 +359,17 @@ fn listener_status(
             codes.join(", ")
         )
     });
+    let blocked = stats.throttle.blocked_peers;
+    let problem = if blocked == 0 {
+        problem
+    } else {
+        let addresses = if blocked == 1 { "address" } else { "addresses" };
+        let blocked = format!("{blocked} peer {addresses} blocked for failed registrations");
+        Some(match problem {
+            Some(rejections) => format!("{rejections}; {blocked}"),
+            None => blocked,
+        })
+    };
     ListenerStatus {
         socket_path: addresses.socket_path.clone(),
         tcp_address: addresses.tcp_address,
@@ -367,6 +380,7 @@ fn listener_status(
         rejected_total: stats.rejected,
         pending_handshakes: stats.pending_handshakes,
         tls_handshakes_failed: stats.tls_handshakes_failed,
+        blocked_peers: blocked,
         problem,
     }
 }

@@ -241,6 +241,7 @@ fn listener_tables(listener: &ListenerStatus) -> Vec<Table> {
             "rejected (1 min)",
             "handshakes pending",
             "tls handshakes failed",
+            "blocked addresses",
             "state",
         ]),
         rows: vec![Row {
@@ -255,6 +256,7 @@ fn listener_tables(listener: &ListenerStatus) -> Vec<Table> {
                 rejected_minute.to_string(),
                 listener.pending_handshakes.to_string(),
                 listener.tls_handshakes_failed.to_string(),
+                listener.blocked_peers.to_string(),
                 state(&listener.problem),
             ],
             problem: listener.problem.is_some(),

@@ -161,10 +161,11 @@ class Reply:
         return [v for k, v in self.echo()["headers"] if k == name]
 
 
-def http_get(address, path: str, headers: dict[str, str] | None = None, timeout: float = PATIENCE) -> Reply:
+def http_get(address, path: str, headers: dict[str, str] | None = None, timeout: float = PATIENCE,
+             method: str = "GET", body: bytes | None = None) -> Reply:
     connection = http.client.HTTPConnection(*address, timeout=timeout)
     try:
-        connection.request("GET", path, headers=headers or {})
+        connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
         return Reply(response.status, response.getheaders(), response.read())
     finally:
@@ -236,6 +237,9 @@ shutdown-grace "5s"
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> Reply:
         return http_get(self.http, path, headers)
+
+    def post(self, path: str, body: bytes) -> Reply:
+        return http_get(self.http, path, method="POST", body=body)
 
     def agents(self) -> list[dict]:
         return json.loads(http_get(self.admin, "/agents").body)["agents"]

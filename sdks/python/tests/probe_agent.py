@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 
-from sentinel_agent import Agent, allow, block, redirect, run_agent
+from sentinel_agent import Agent, allow, block, continue_, redirect, run_agent
 
 log = logging.getLogger("probe")
 
@@ -22,6 +22,8 @@ class ProbeAgent(Agent):
             return block(451, "blocked by probe\n", {"x-probe": "blocked"}).rule("probe-block")
         if request.path == "/redirect":
             return redirect("/elsewhere", 307)
+        if request.path == "/upper":
+            return continue_()
         if request.path == "/raise":
             raise RuntimeError("probe handler failure")
         if request.path == "/slow":
@@ -34,6 +36,10 @@ class ProbeAgent(Agent):
         return (allow().set_request_header("x-probe", self.agent_id)
                 .remove_request_header("x-secret")
                 .set_response_header("x-probe-response", "yes"))
+
+    async def on_request_body_chunk(self, chunk, ctx):
+        """On /upper: the body upper-cased, chunk by chunk."""
+        return (allow() if chunk.is_last else continue_()).replace_chunk(chunk.data.upper())
 
     async def on_config(self, config):
         log.info("config %s", json.dumps(config, sort_keys=True))

@@ -84,3 +84,15 @@ def test_config_update_reaches_on_config(start_sentinel, start_agent):
     proxy.process.signal(1)  # SIGHUP: reload
     eventually("the ConfigUpdate", lambda: 'config {"level": "high", "lists": ["a", "b"]}' in agent.log())
     assert agent.log().count("config {") == 2, "each distinct configuration applied once"
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_body_chunks_can_be_rewritten(start_sentinel, start_agent, encoding):
+    proxy = start_sentinel(route_to("probe", "probe-*", events='"request_headers" "request_body"'))
+    agent = start_agent("probe_agent", proxy.unix_addr, "probe-body", "--connections", "1",
+                        "--encoding", encoding)
+    proxy.wait_for_connections("probe-body", 1, agent)
+    reply = proxy.post("/upper", b"hello body")
+    assert reply.status == 200
+    assert reply.echo()["body"] == "HELLO BODY"
+    assert proxy.post("/plain", b"left alone").echo()["body"] == "left alone"

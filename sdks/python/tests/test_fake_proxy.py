@@ -176,10 +176,12 @@ class Gate(Agent):
         self.release = None
         self.running = set()
         self.cancelled = []
+        self.finished = set()
 
     async def on_request_headers(self, request, ctx):
         self.running.add(request.request_id)
         await self.release.wait()
+        self.finished.add(request.request_id)
         return allow().set_request_header("x-gate", "open")
 
     async def on_cancel(self, cancelled):
@@ -212,6 +214,7 @@ def test_concurrency_limit_and_cancel(tmp_path):
     assert proxy.done[0] == {"request_id": 2, "action": "allow",
                              "request_headers": [{"op": "set", "name": "x-gate", "value": "open"}]}
     assert agent.cancelled == [(1, "client_disconnected")]
+    assert agent.finished == {2}, "the cancelled handler was stopped, not just ignored"
     capabilities = proxy.registrations[0]["capabilities"]
     assert capabilities["max_concurrent_requests"] == 2
     assert capabilities["supports_cancellation"] and not capabilities["handles_request_body"]

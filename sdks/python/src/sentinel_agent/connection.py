@@ -95,6 +95,7 @@ class Connection:
         self.next_nonce = 1
         self.last_heard = 0.0
         self.write_lock = asyncio.Lock()
+        self.outgoing: list[bytes] = []
         self.ended: asyncio.Future | None = None
 
     async def serve(self, shutdown: asyncio.Event) -> Disconnect:
@@ -123,6 +124,7 @@ class Connection:
             self.ended.set_result(Disconnect(kind, detail))
 
     async def _close(self) -> None:
+        self._flush()
         try:
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 2)
@@ -351,7 +353,10 @@ class Connection:
         except (TypeError, ValueError) as e:
             log.error("%s: cannot encode message type 0x%02x: %s", self.id, type_byte, e)
             return
-        self.writer.write(p.encode_frame(type_byte, payload))
+        # Frames produced in one turn of the event loop go out in one write (one syscall).
+        self.outgoing.append(p.encode_frame(type_byte, payload))
+        if len(self.outgoing) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
         if self.writer.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
             try:
                 async with self.write_lock:
@@ -360,6 +365,11 @@ class Connection:
                 self._end(WRITE_FAILED, f"a write blocked for {self.config.write_timeout:g} s")
             except (OSError, ConnectionError) as e:
                 self._end(WRITE_FAILED, str(e))
+
+    def _flush(self) -> None:
+        if self.outgoing and not self.writer.is_closing():
+            self.writer.write(b"".join(self.outgoing))
+        self.outgoing.clear()
 
 
 def _int(message: dict[str, Any], name: str) -> int:

@@ -38,14 +38,14 @@ def _request_id(message: dict[str, Any]) -> int:
 def _headers(message: dict[str, Any]) -> Headers:
     raw = _field(message, "headers", list, [])
     pairs: Headers = []
-    for pair in raw:
-        if (
-            not isinstance(pair, (list, tuple))
-            or len(pair) != 2
-            or not all(isinstance(part, str) for part in pair)
-        ):
+    append = pairs.append
+    for pair in raw:  # on every event: one plain loop, no generator per pair
+        if type(pair) not in (list, tuple) or len(pair) != 2:
             raise DecodeError("field `headers` must be a list of [name, value] strings")
-        pairs.append((pair[0], pair[1]))
+        name, value = pair
+        if type(name) is not str or type(value) is not str:
+            raise DecodeError("field `headers` must be a list of [name, value] strings")
+        append((name, value))
     return pairs
 
 

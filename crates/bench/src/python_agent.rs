@@ -311,8 +311,8 @@ pub fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
 fn rows_for(encoding: Encoding, runs: &[RunFigures]) -> Vec<Row> {
     let median = |i: usize| sys::median(&runs.iter().map(|r| r[i]).collect::<Vec<_>>());
     let ratios = |a: usize, b: usize| -> String {
-        let mut values: Vec<String> = runs.iter().map(|r| format!("{:.1}", r[a] / r[b])).collect();
-        values.sort();
+        // In run order, two decimals: the spread shows how much the machine moved.
+        let values: Vec<String> = runs.iter().map(|r| format!("{:.2}", r[a] / r[b])).collect();
         values.join("/")
     };
     let (rust_cpu, python_cpu) = (median(4), median(5));
@@ -341,9 +341,10 @@ fn rows_for(encoding: Encoding, runs: &[RunFigures]) -> Vec<Row> {
             unit: "decisions/s",
             target: Target::None,
             note: format!(
-                "per-run ratios {}; agent CPU us/decision python {python_cpu:.1} rust {rust_cpu:.1} ({:.1}x)",
+                "per-run ratios {}; agent CPU us/decision python {python_cpu:.1} rust {rust_cpu:.1} ({:.1}x; per run {})",
                 ratios(3, 2),
-                python_cpu / rust_cpu.max(1e-9)
+                python_cpu / rust_cpu.max(1e-9),
+                ratios(5, 4)
             ),
         },
     ]

@@ -96,3 +96,16 @@ def test_body_chunks_can_be_rewritten(start_sentinel, start_agent, encoding):
     assert reply.status == 200
     assert reply.echo()["body"] == "HELLO BODY"
     assert proxy.post("/plain", b"left alone").echo()["body"] == "left alone"
+
+
+def test_a_refused_configuration_keeps_the_previous_one(start_sentinel, start_agent):
+    proxy = start_sentinel(route_to("deny", "denylist-*", config='deny_header "x-user"; deny_values "mallory"'))
+    agent = start_agent("sentinel_agent.examples.denylist", proxy.unix_addr, "denylist-2", "--connections", "1")
+    proxy.wait_for_connections("denylist-2", 1, agent)
+    assert proxy.get("/", {"x-user": "mallory"}).status == 403
+    proxy.write_config(route_to("deny", "denylist-*", config='deny_addresses "not-an-address"'))
+    proxy.process.signal(1)  # SIGHUP: reload, ConfigUpdate with a list the agent cannot parse
+    eventually("the refusal", lambda: "pushed configuration refused" in agent.log())
+    assert "'not-an-address' is not an IP address or network" in agent.log()
+    assert proxy.get("/", {"x-user": "mallory"}).status == 403, "the previous policy stays"
+    assert proxy.get("/", {"x-user": "alice"}).status == 200

@@ -19,7 +19,7 @@ from .address import ProxyAddress
 from .agent import Agent
 from .backoff import Backoff, BackoffConfig
 from .config import SDK_VERSION, RunnerConfig
-from .connection import DRAINED, SHUTDOWN, Connection, Disconnect
+from .connection import DRAINED, PROTOCOL_ERROR, SHUTDOWN, Connection, Disconnect
 from .protocol import PROTOCOL_VERSION
 from .register import RegistrationError, Rejected, register
 
@@ -62,18 +62,25 @@ class ConfigQueue:
             config, done = await self.queue.get()
             try:
                 if config != self.current:
-                    try:
-                        await self.agent.on_config(config)
-                        log.info("pushed configuration applied")
-                        self.notify("config_applied", {"config": config})
-                    except Exception as e:
-                        log.warning("pushed configuration refused, keeping the previous one: %s", e)
-                        self.notify("config_rejected", {"error": str(e)})
                     # A refused value is not offered again until it changes: retrying cannot help.
                     self.current = config
+                    await self._apply(config)
+            except Exception:  # an observer that raises must not stop the queue
+                log.exception("error while applying pushed configuration")
             finally:
                 if done is not None and not done.done():
                     done.set_result(None)
+
+
+    async def _apply(self, config: Any) -> None:
+        try:
+            await self.agent.on_config(config)
+        except Exception as e:
+            log.warning("pushed configuration refused, keeping the previous one: %s", e)
+            self.notify("config_rejected", {"error": str(e)})
+            return
+        log.info("pushed configuration applied")
+        self.notify("config_applied", {"config": config})
 
 
 class Runner:
@@ -142,7 +149,12 @@ class Runner:
                                             "assigned_id": registered.assigned_id,
                                             "encoding": registered.encoding})
                 since = loop.time()
-                reason = await Connection(registered, self.agent, config, queue).serve(shutdown)
+                try:
+                    reason = await Connection(registered, self.agent, config, queue).serve(shutdown)
+                except Exception as e:  # a bug must cost one connection, not the agent
+                    log.exception("proxy=%s slot=%d: connection failed unexpectedly", proxy, slot)
+                    registered.writer.close()
+                    reason = Disconnect(PROTOCOL_ERROR, f"unexpected error: {e}")
                 uptime = loop.time() - since
                 _log_disconnect(proxy, registered.assigned_id, reason)
                 self._notify("disconnected", {"proxy": str(proxy), "slot": slot,

@@ -17,3 +17,12 @@ def test_admin_gate_from_the_tutorial(start_sentinel, start_agent):
     proxy.process.signal(1)  # SIGHUP: reload, ConfigUpdate with the new prefix
     eventually("the pushed prefix", lambda: proxy.get("/internal/x").status == 403)
     assert proxy.get("/admin/users").status == 200
+
+
+def test_the_quick_start_configuration_is_valid(sentinel_binary):
+    import subprocess
+    from conftest import SDK_DIR
+
+    checked = subprocess.run([str(sentinel_binary), "check", "--config", str(SDK_DIR / "denylist.kdl")],
+                             capture_output=True, text=True, timeout=20)
+    assert checked.returncode == 0, checked.stderr + checked.stdout

@@ -10,7 +10,6 @@ import logging
 import struct
 
 import msgpack
-import pytest
 
 from sentinel_agent import Agent, BackoffConfig, ProxyAddress, Runner, RunnerConfig, allow, continue_
 

@@ -180,12 +180,18 @@ class Sentinel:
         self.body, self.extra, self.processes = body, extra, processes
         self.socket = directory / "agents.sock"
         self.config_path = directory / "sentinel.kdl"
-        self.http = ("127.0.0.1", free_port())
-        self.admin = ("127.0.0.1", free_port())
-        self.tcp = ("127.0.0.1", free_port())
         self.process: Process | None = None
-        self.write_config(body)
-        self.start()
+        # The ports are picked free and released; should another process take one in between,
+        # start again with new ones.
+        for attempt in range(3):
+            self.http, self.admin, self.tcp = (("127.0.0.1", free_port()) for _ in range(3))
+            self.write_config(body)
+            try:
+                self.start()
+                return
+            except AssertionError:
+                if attempt == 2 or "cannot listen" not in self.process.log():
+                    raise
 
     @property
     def unix_addr(self) -> str:

@@ -102,11 +102,11 @@ def config_for(path, **changes) -> RunnerConfig:
     return config
 
 
-async def run_against(proxy, agent, config, until):
+async def run_against(proxy, agent, config, until, observer=None):
     """Runs the runner until ``until()`` holds, checking it is alive; then shuts it down."""
     await proxy.start()
     shutdown = asyncio.Event()
-    runner = asyncio.create_task(Runner(agent, config).run(shutdown))
+    runner = asyncio.create_task(Runner(agent, config, observer).run(shutdown))
     try:
         deadline = asyncio.get_running_loop().time() + LIMIT
         while not until():
@@ -217,6 +217,27 @@ def test_concurrency_limit_and_cancel(tmp_path):
     capabilities = proxy.registrations[0]["capabilities"]
     assert capabilities["max_concurrent_requests"] == 2
     assert capabilities["supports_cancellation"] and not capabilities["handles_request_body"]
+
+
+def test_a_request_in_flight_when_the_proxy_sends_goaway_is_still_answered(tmp_path):
+    agent = Gate()
+
+    async def script(reader, writer):
+        agent.release = asyncio.Event()
+        send(writer, 0x10, headers_event(7))
+        while agent.running != {7}:
+            await asyncio.sleep(0.01)
+        send(writer, 0x41, {"reason": "shutdown", "grace_ms": 5000})
+        await asyncio.sleep(0.1)
+        agent.release.set()
+        return await read_until(reader, 0x20)  # then the script ends and closes the connection
+
+    seen = []
+    proxy = FakeProxy(tmp_path / "fake.sock", [script])
+    asyncio.run(run_against(proxy, agent, config_for(proxy.path), lambda: len(proxy.registrations) >= 2,
+                            observer=lambda kind, fields: seen.append((kind, fields.get("reason")))))
+    assert proxy.done[0]["request_id"] == 7, "answered after the GoAway"
+    assert ("disconnected", "drained") in seen, "closed after a GoAway is a drain, and it reconnected"
 
 
 class Upper(Agent):

@@ -84,3 +84,24 @@ def test_sigterm_sends_goaway_and_drains_in_flight_requests(start_sentinel, star
     assert replies[0].upstream_saw("x-probe") == ["probe-drain"]
     assert "handler cancelled" not in agent.log()
     assert proxy.connections_of("probe-drain") == []
+
+
+def test_proxy_shutdown_finishes_in_flight_requests_then_the_agent_reconnects(start_sentinel, start_agent):
+    # The real proxy finishes its HTTP requests (agent answers included) before it sends
+    # GoAway; test_fake_proxy covers a GoAway that arrives while a handler is still running.
+    proxy = start_sentinel(route_to("probe", "probe-*", timeout_ms=20000))
+    agent = start_agent("probe_agent", proxy.unix_addr, "probe-remote", "--connections", "1")
+    proxy.wait_for_connections("probe-remote", 1, agent)
+    replies = []
+    request = threading.Thread(target=lambda: replies.append(proxy.get("/slow?ms=1000")))
+    request.start()
+    eventually("the slow request to reach the agent", lambda: "/slow" in agent.log())
+    proxy.process.signal(signal.SIGTERM)  # the proxy drains, then sends GoAway
+    request.join(20)
+    assert replies and replies[0].status == 200, "the agent answered during the proxy's drain"
+    assert replies[0].upstream_saw("x-probe") == ["probe-remote"]
+    assert proxy.process.wait(20) == 0
+    eventually("the agent to see the GoAway", lambda: "the proxy sent GoAway" in agent.log())
+    eventually("the agent to see the connection end", lambda: "reconnecting" in agent.log())
+    assert "handler cancelled" not in agent.log()
+    assert agent.running(), "the agent outlives the proxy and will reconnect"

@@ -10,6 +10,7 @@
 
 mod decision;
 mod http;
+mod python_agent;
 mod report;
 mod roles;
 mod storm;
@@ -60,6 +61,8 @@ enum Mode {
         #[arg(long, default_value_t = 1000)]
         agents: usize,
     },
+    /// The Python SDK's agent beside the Rust SDK's: round trip and decisions/s, as ratios.
+    Python,
     #[command(hide = true)]
     Agent {
         #[arg(long)]
@@ -193,6 +196,12 @@ fn main() -> anyhow::Result<()> {
         Mode::Pipelined => rows.extend(decision::pipelined(&decision_settings)?),
         Mode::Http { connections } => rows.extend(http::run(&http_settings(connections))?),
         Mode::Storm { agents } => rows.extend(storm::run(&storm_settings(agents))?),
+        Mode::Python => rows.extend(python_agent::run(&python_agent::Settings {
+            exe: exe.clone(),
+            cores,
+            runs: cli.runs,
+            quick: cli.quick,
+        })?),
         _ => unreachable!("roles returned above"),
     }
     println!();

@@ -188,6 +188,14 @@ pub const ALL: [&str; 5] = [
 /// Runs scenario `name` on `fleet`; a harness error fails the report.
 pub async fn run(fleet: &mut Fleet<'_>, name: &'static str) -> Report {
     let mut report = Report::new(name);
+    // Every scenario starts from the whole fleet (the fleet scenario measures its forming).
+    if name != "fleet" {
+        if let Err(e) = fleet.wait_whole(Instant::now(), Duration::from_secs(20)).await {
+            report.error(&e);
+            fleet.dump_logs();
+            return report;
+        }
+    }
     let outcome = match name {
         "fleet" => fleet::run(fleet, &mut report).await,
         "nat" => nat::run(fleet, &mut report).await,

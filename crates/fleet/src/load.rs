@@ -218,3 +218,36 @@ fn judge(attack: bool, outcome: &Result<(u16, bytes::Bytes), Failure>) -> (Optio
         Ok((status, _)) => (Some(format!("status {status}")), false),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16) -> Result<(u16, bytes::Bytes), Failure> {
+        Ok((status, bytes::Bytes::new()))
+    }
+
+    #[test]
+    fn attacks_must_be_blocked_and_clean_requests_passed() {
+        assert_eq!(judge(true, &answer(403)), (None, false));
+        assert_eq!(judge(false, &answer(200)), (None, false));
+        let (failure, wrongly) = judge(true, &answer(200));
+        assert!(wrongly && failure.is_some());
+        assert_eq!(
+            judge(false, &answer(503)).0.as_deref(),
+            Some("503 (no verdict)")
+        );
+        assert_eq!(judge(false, &answer(403)).0.as_deref(), Some("status 403"));
+        let refused = judge(false, &Err(Failure::Refused));
+        assert_eq!(refused, (Some("connection refused".into()), false));
+    }
+
+    #[test]
+    fn quantiles_of_sorted_latencies() {
+        let ms = |n| Duration::from_millis(n);
+        let sorted = [ms(1), ms(2), ms(3), ms(4), ms(100)];
+        assert_eq!(quantile(&sorted, 0.5), ms(3));
+        assert_eq!(quantile(&sorted, 1.0), ms(100));
+        assert_eq!(quantile(&[], 0.99), Duration::ZERO);
+    }
+}

@@ -75,7 +75,12 @@ fn run(which: &str) -> anyhow::Result<Vec<Report>> {
         one => vec![*scenarios::ALL
             .iter()
             .find(|s| **s == one)
-            .with_context(|| format!("unknown scenario {one:?}; known: all, {}", scenarios::ALL.join(", ")))?],
+            .with_context(|| {
+                format!(
+                    "unknown scenario {one:?}; known: all, {}",
+                    scenarios::ALL.join(", ")
+                )
+            })?],
     };
     preflight::check()?;
     let bin_dir = binaries()?;
@@ -147,7 +152,10 @@ fn binaries() -> anyhow::Result<PathBuf> {
             .current_dir(workspace)
             .status()
             .context("cannot run cargo to build the proxy and agent binaries")?;
-        anyhow::ensure!(status.success(), "building the proxy and agent binaries failed");
+        anyhow::ensure!(
+            status.success(),
+            "building the proxy and agent binaries failed"
+        );
     }
     Ok(dir)
 }
@@ -158,9 +166,20 @@ fn print_topology(topology: &Topology) {
     for (i, p) in topology.proxies.iter().enumerate() {
         println!("  proxy{} {:<16} {}", i + 1, p.ns, p.addr);
     }
-    println!("  client {:<16} {} (load client, upstream)", topology.client.ns, topology.client.addr);
-    println!("  router {:<16} {} (masquerades the agent networks)", topology.router.ns, topology.router.addr);
+    println!(
+        "  client {:<16} {} (load client, upstream)",
+        topology.client.ns, topology.client.addr
+    );
+    println!(
+        "  router {:<16} {} (masquerades the agent networks)",
+        topology.router.ns, topology.router.addr
+    );
     for (i, a) in topology.agents.iter().enumerate() {
-        println!("  agent{} {:<16} {} (behind the router, drops inbound)", i + 1, a.ns, a.addr);
+        println!(
+            "  agent{} {:<16} {} (behind the router, drops inbound)",
+            i + 1,
+            a.ns,
+            a.addr
+        );
     }
 }

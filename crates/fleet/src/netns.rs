@@ -110,7 +110,10 @@ impl Drop for Namespaces {
 /// Kills whatever still runs inside `name`, then deletes it (with its interfaces).
 fn remove(name: &str) {
     if let Ok(pids) = run("ip", &["netns", "pids", name]) {
-        for pid in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
             // SAFETY: plain kill(2) on a pid that `ip netns pids` reported inside our namespace.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
@@ -127,19 +130,50 @@ pub fn remove_stale() -> usize {
     };
     let mut removed = 0;
     for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
+        let Some(pid) = owner_pid(name) else {
             continue;
         };
-        let alive = pid == std::process::id()
-            || std::path::Path::new(&format!("/proc/{pid}")).exists();
+        let alive =
+            pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists();
         if !alive {
             remove(name);
             removed += 1;
         }
     }
     removed
+}
+
+/// The pid of the run that created namespace `name` (`sfl<pid>-<role>`), if it is one of ours.
+fn owner_pid(name: &str) -> Option<u32> {
+    let (pid, role) = name.strip_prefix(PREFIX)?.split_once('-')?;
+    if role.is_empty() {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_names_are_taken_for_stale() {
+        assert_eq!(owner_pid("sfl4242-p1"), Some(4242));
+        assert_eq!(owner_pid("sfl4242-probe-a"), Some(4242));
+        assert_eq!(owner_pid("sfl4242"), None);
+        assert_eq!(owner_pid("sflx-p1"), None);
+        assert_eq!(owner_pid("docker-4242-p1"), None);
+        assert_eq!(owner_pid("sfl4242-"), None);
+    }
+
+    #[test]
+    fn names_carry_the_pid() {
+        let names = Namespaces::for_this_run();
+        assert_eq!(
+            owner_pid(&names.name("p1")),
+            Some(std::process::id()),
+            "{}",
+            names.name("p1")
+        );
+    }
 }

@@ -153,7 +153,10 @@ pub fn start_proxy(
 ) -> anyhow::Result<Process> {
     let config = files.dir.join(format!("proxy{index}.kdl"));
     std::fs::write(&config, proxy_config(files, index, addr, upstream, timing))?;
-    let args = vec!["--config".to_string(), config.to_string_lossy().into_owned()];
+    let args = vec![
+        "--config".to_string(),
+        config.to_string_lossy().into_owned(),
+    ];
     Process::spawn(
         &format!("proxy{index}"),
         ns,

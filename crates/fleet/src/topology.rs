@@ -71,11 +71,35 @@ impl Topology {
                 "-n", &router_ns, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
                 "netns", &ns,
             ])?;
-            ip(&["-n", &router_ns, "addr", "add", &format!("{gateway}/24"), "dev", &port])?;
+            ip(&[
+                "-n",
+                &router_ns,
+                "addr",
+                "add",
+                &format!("{gateway}/24"),
+                "dev",
+                &port,
+            ])?;
             ip(&["-n", &router_ns, "link", "set", &port, "up"])?;
-            ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ])?;
             ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            ip(&["-n", &ns, "route", "add", "default", "via", &gateway.to_string()])?;
+            ip(&[
+                "-n",
+                &ns,
+                "route",
+                "add",
+                "default",
+                "via",
+                &gateway.to_string(),
+            ])?;
             nft(&ns, &agent_host_firewall())?;
             agents.push(Host { ns, addr });
             agent_gateways.push(gateway);
@@ -114,7 +138,9 @@ impl Topology {
         ip(&["-n", &host.ns, "link", "set", "eth0", "up"])?;
         if let Some(i) = self.agents.iter().position(|a| a.ns == host.ns) {
             let gateway = self.agent_gateways[i].to_string();
-            ip(&["-n", &host.ns, "route", "replace", "default", "via", &gateway])?;
+            ip(&[
+                "-n", &host.ns, "route", "replace", "default", "via", &gateway,
+            ])?;
         }
         Ok(())
     }
@@ -127,7 +153,15 @@ fn plug_into_lan(switch: &str, ns: &str, port: &str, addr: Ipv4Addr) -> anyhow::
     ])?;
     ip(&["-n", switch, "link", "set", port, "master", "br0"])?;
     ip(&["-n", switch, "link", "set", port, "up"])?;
-    ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+    ip(&[
+        "-n",
+        ns,
+        "addr",
+        "add",
+        &format!("{addr}/24"),
+        "dev",
+        "eth0",
+    ])?;
     ip(&["-n", ns, "link", "set", "eth0", "up"])
 }
 

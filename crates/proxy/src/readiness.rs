@@ -64,7 +64,11 @@ pub(crate) async fn agents_ready(
             return true;
         }
         if Instant::now() >= deadline || stop.is_cancelled() {
-            tracing::warn!(?missing, ?wait, "agents still without a connection; opening the HTTP listeners anyway");
+            tracing::warn!(
+                ?missing,
+                ?wait,
+                "agents still without a connection; opening the HTTP listeners anyway"
+            );
             return false;
         }
         tokio::select! {

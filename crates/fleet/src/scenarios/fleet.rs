@@ -26,7 +26,11 @@ pub async fn run(fleet: &mut Fleet<'_>, report: &mut Report) -> anyhow::Result<(
             let tls = agent.connections.iter().all(|c| c.transport == "tls");
             report.expect(
                 tls,
-                format!("proxy{}: {} has a non-TLS connection", proxy + 1, agent.agent_id),
+                format!(
+                    "proxy{}: {} has a non-TLS connection",
+                    proxy + 1,
+                    agent.agent_id
+                ),
             );
         }
         report.figure(
@@ -48,7 +52,10 @@ pub async fn run(fleet: &mut Fleet<'_>, report: &mut Report) -> anyhow::Result<(
     report.traffic(&stats, fleet.marked() - marked);
     for proxy in 0..fleet.proxies.len() {
         let through: usize = stats.samples.iter().filter(|s| s.proxy == proxy).count();
-        report.expect(through > 0, format!("no request went through proxy{}", proxy + 1));
+        report.expect(
+            through > 0,
+            format!("no request went through proxy{}", proxy + 1),
+        );
         let after = agents(fleet.admin(proxy), Duration::from_secs(2)).await?;
         let mut decided = Vec::new();
         for id in AGENT_IDS {

@@ -24,7 +24,6 @@ use crate::processes::{
 use crate::report::Report;
 use crate::topology::Topology;
 
-
 /// The agent processes, one per agent host.
 pub const AGENT_IDS: [&str; 2] = ["waf-a", "waf-b"];
 /// Connections each agent keeps to each proxy.
@@ -158,7 +157,11 @@ impl<'a> Fleet<'a> {
     }
 
     /// Waits until every proxy lists both agents at full strength.
-    pub async fn wait_whole(&self, since: Instant, limit: Duration) -> anyhow::Result<Vec<Duration>> {
+    pub async fn wait_whole(
+        &self,
+        since: Instant,
+        limit: Duration,
+    ) -> anyhow::Result<Vec<Duration>> {
         let all: Vec<usize> = (0..self.proxies.len()).collect();
         self.wait_connections(&all, &AGENT_IDS, CONNECTIONS, since, limit)
             .await
@@ -190,7 +193,10 @@ pub async fn run(fleet: &mut Fleet<'_>, name: &'static str) -> Report {
     let mut report = Report::new(name);
     // Every scenario starts from the whole fleet (the fleet scenario measures its forming).
     if name != "fleet" {
-        if let Err(e) = fleet.wait_whole(Instant::now(), Duration::from_secs(20)).await {
+        if let Err(e) = fleet
+            .wait_whole(Instant::now(), Duration::from_secs(20))
+            .await
+        {
             report.error(&e);
             fleet.dump_logs();
             return report;

@@ -22,7 +22,10 @@ pub async fn run(fleet: &mut Fleet<'_>, report: &mut Report) -> anyhow::Result<(
         match outcome {
             Ok((term, drained, ready)) => {
                 report.figure(
-                    format!("proxy{}: drained and exited / ready again (both agents) after", proxy + 1),
+                    format!(
+                        "proxy{}: drained and exited / ready again (both agents) after",
+                        proxy + 1
+                    ),
                     format!("{} / {}", ms(drained), ms(ready)),
                 );
                 terms.push((proxy, term));
@@ -62,7 +65,10 @@ pub async fn run(fleet: &mut Fleet<'_>, report: &mut Report) -> anyhow::Result<(
 
 /// SIGTERM, wait for the exit, start again, wait for both agents. Returns the SIGTERM moment,
 /// the drain time and the time from start to ready.
-async fn restart(fleet: &mut Fleet<'_>, proxy: usize) -> anyhow::Result<(Instant, Duration, Duration)> {
+async fn restart(
+    fleet: &mut Fleet<'_>,
+    proxy: usize,
+) -> anyhow::Result<(Instant, Duration, Duration)> {
     let mut process = fleet.proxies[proxy]
         .take()
         .ok_or_else(|| anyhow::anyhow!("proxy{} is not running", proxy + 1))?;
@@ -70,7 +76,11 @@ async fn restart(fleet: &mut Fleet<'_>, proxy: usize) -> anyhow::Result<(Instant
     let (drained, clean) = process
         .terminate(TIMING.shutdown_grace + Duration::from_secs(3))
         .await?;
-    anyhow::ensure!(clean, "proxy{} exited with an error after SIGTERM", proxy + 1);
+    anyhow::ensure!(
+        clean,
+        "proxy{} exited with an error after SIGTERM",
+        proxy + 1
+    );
     drop(process);
     let host = &fleet.topology.proxies[proxy];
     let started = Instant::now();

@@ -80,7 +80,10 @@ pub async fn run(fleet: &mut Fleet<'_>, report: &mut Report) -> anyhow::Result<(
     let bound = TIMING.backoff_max + HANDSHAKE;
     for (proxy, took) in readmitted.iter().enumerate() {
         report.figure(
-            format!("proxy{}: {lost} re-admitted (2 conns) after link up", proxy + 1),
+            format!(
+                "proxy{}: {lost} re-admitted (2 conns) after link up",
+                proxy + 1
+            ),
             ms(*took),
         );
         report.expect(

@@ -33,7 +33,13 @@ pub async fn run(fleet: &mut Fleet<'_>, report: &mut Report) -> anyhow::Result<(
     let up = Instant::now();
     fleet.topology.link_up(&host)?;
     let back = fleet
-        .wait_connections(&[dark], &AGENT_IDS, CONNECTIONS, up, Duration::from_secs(15))
+        .wait_connections(
+            &[dark],
+            &AGENT_IDS,
+            CONNECTIONS,
+            up,
+            Duration::from_secs(15),
+        )
         .await;
     load.only(&[0, 1, 2]);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -71,7 +77,11 @@ pub async fn run(fleet: &mut Fleet<'_>, report: &mut Report) -> anyhow::Result<(
         quantile(&during, 0.99) < TIMING.heartbeat,
         "requests through the other proxies waited for the dark one (p99 above a heartbeat)",
     );
-    let after = stats.samples.iter().filter(|s| s.started > up && s.proxy == dark).count();
+    let after = stats
+        .samples
+        .iter()
+        .filter(|s| s.started > up && s.proxy == dark)
+        .count();
     report.figure("requests through proxy3 after its return", after);
     report.traffic(&stats, fleet.marked() - marked);
     Ok(())

@@ -50,7 +50,7 @@ pub async fn run(fleet: &mut Fleet<'_>, report: &mut Report) -> anyhow::Result<(
     let stats = load.stop().await;
     report.figure("traffic for", ms(started.elapsed()));
     report.traffic(&stats, fleet.marked() - marked);
-    for proxy in 0..fleet.proxies.len() {
+    for (proxy, before) in before.iter().enumerate() {
         let through: usize = stats.samples.iter().filter(|s| s.proxy == proxy).count();
         report.expect(
             through > 0,
@@ -59,7 +59,7 @@ pub async fn run(fleet: &mut Fleet<'_>, report: &mut Report) -> anyhow::Result<(
         let after = agents(fleet.admin(proxy), Duration::from_secs(2)).await?;
         let mut decided = Vec::new();
         for id in AGENT_IDS {
-            let grew = decisions_of(&after, id).saturating_sub(decisions_of(&before[proxy], id));
+            let grew = decisions_of(&after, id).saturating_sub(decisions_of(before, id));
             decided.push(format!("{id} {grew}"));
             report.expect(
                 grew > 0,

@@ -2,7 +2,8 @@
 //! three sides: every proxy sees every agent connection coming from the router's LAN address
 //! (masquerade), a connection attempt from the router to an agent host is dropped (it times
 //! out — no RST, no answer) while the proxy hosts have no route to the agent networks at all,
-//! and the agent hosts' firewall drops by default.
+//! and the agent hosts' firewall drops by default. Then traffic through every proxy is decided
+//! by the NATed agents.
 
 use std::net::{SocketAddr, SocketAddrV4, TcpStream};
 use std::time::Duration;
@@ -104,9 +105,21 @@ pub async fn run(fleet: &mut Fleet<'_>, report: &mut Report) -> anyhow::Result<(
             Duration::from_secs(2),
         )
         .await?;
+    let marked = fleet.marked();
+    let load = fleet.load(Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stats = load.stop().await;
+    let through: Vec<usize> = (0..fleet.proxies.len())
+        .map(|p| stats.samples.iter().filter(|s| s.proxy == p).count())
+        .collect();
     report.figure(
-        "served through NAT",
-        "both agents at full strength on all three proxies",
+        "served through NAT: requests per proxy",
+        format!("{through:?}, both agents at full strength on all three"),
     );
+    report.expect(
+        through.iter().all(|n| *n > 0),
+        "a proxy got no traffic through NAT",
+    );
+    report.traffic(&stats, fleet.marked() - marked);
     Ok(())
 }

@@ -97,6 +97,19 @@ pub async fn run(fleet: &mut Fleet<'_>, report: &mut Report) -> anyhow::Result<(
             ),
         );
     }
+    let moved = stats
+        .samples
+        .iter()
+        .filter(|s| s.latency > hb && s.failure.is_none())
+        .count();
+    report.figure(
+        "requests held on the dead connections, then decided by the other agent",
+        moved,
+    );
+    report.expect(
+        moved > 0,
+        "no request was in flight on the dead connections: the retry was not exercised",
+    );
     let during = stats.latencies(down, down + 2 * hb, &all);
     report.figure(
         "requests started in the detection window: count / max latency",

@@ -120,3 +120,47 @@ async fn a_connection_accepted_before_shutdown_is_answered_not_reset() {
     assert_eq!(upstream.requests().len(), 1);
     shutdown.await.unwrap();
 }
+
+#[tokio::test]
+async fn connections_still_in_the_accept_queue_at_shutdown_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start("backend").await;
+    let text = config_text(dir.path(), upstream.addr, false);
+    let config = sentinel::config::parse(&text, &dir.path().join("s.kdl")).unwrap();
+    let pool = sentinel::AgentPool::new(config.logical_agents(), config.pool);
+    let state = std::sync::Arc::new(sentinel::state::ProxyState::new(
+        config,
+        pool,
+        std::sync::Arc::new(sentinel::admin::Metrics::default()),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Completed by the kernel, never accepted: they sit in the accept queue.
+    let mut queued = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /queued HTTP/1.1\r\nhost: example.com\r\n\r\n")
+            .await
+            .unwrap();
+        queued.push(stream);
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    stop.cancel();
+    let serve = tokio::spawn(sentinel::http::serve(listener, state, stop));
+    for mut stream in queued {
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+            .await
+            .expect("answered within 5 s")
+            .expect("not reset");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    }
+    tokio::time::timeout(Duration::from_secs(5), serve)
+        .await
+        .expect("serve returns once they are answered")
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "closed afterwards");
+    assert_eq!(upstream.requests().len(), 3);
+}

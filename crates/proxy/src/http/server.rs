@@ -10,7 +10,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -94,14 +93,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, shutdown: Canc
             }
         }
     }
-    // Closing the listener resets the connections still in its accept queue; their clients
-    // connected before the shutdown and get an answer instead.
-    let mut late = 0usize;
-    while let Some(Ok((stream, client))) = listener.accept().now_or_never() {
-        connections.spawn(stream, client, None);
-        late += 1;
-    }
-    drop(listener);
+    let late = take_accept_queue(listener, &connections);
     tracing::info!(address = ?local, connections = connections.graceful.count(), late, "HTTP listener draining");
     let Connections {
         graceful, tracker, ..
@@ -110,6 +102,35 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, shutdown: Canc
     tracker.close();
     tracker.wait().await;
     tracing::info!(address = ?local, "HTTP listener stopped");
+}
+
+/// Closing a listener resets the connections still in its accept queue, yet their clients
+/// connected before the shutdown: they are taken and answered instead. The queue is read with
+/// the accept system call itself, not through the reactor, which may not have seen the newest
+/// ones yet. Returns how many there were; the listener is closed on return.
+fn take_accept_queue(listener: TcpListener, connections: &Connections) -> usize {
+    let listener = match listener.into_std() {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!("cannot read the accept queue before closing: {e}");
+            return 0;
+        }
+    };
+    let mut late = 0;
+    // Non-blocking (as tokio left it): ends at WouldBlock, when the queue is empty.
+    while let Ok((stream, client)) = listener.accept() {
+        let stream = stream
+            .set_nonblocking(true)
+            .and_then(|()| TcpStream::from_std(stream));
+        match stream {
+            Ok(stream) => {
+                connections.spawn(stream, client, None);
+                late += 1;
+            }
+            Err(e) => tracing::debug!(%client, "cannot serve a queued connection: {e}"),
+        }
+    }
+    late
 }
 
 /// What every client connection task needs.

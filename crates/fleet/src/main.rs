@@ -147,9 +147,26 @@ fn binaries() -> anyhow::Result<PathBuf> {
         if dir.ends_with("release") {
             args.push("--release");
         }
-        let status = std::process::Command::new(cargo)
-            .args(&args)
-            .current_dir(workspace)
+        let mut build = std::process::Command::new(cargo);
+        build.args(&args).current_dir(workspace);
+        // `cargo run` describes this package in the environment; build scripts that watch
+        // such variables (ring watches CARGO_MANIFEST_DIR) would otherwise rebuild the proxy
+        // here, and again in the next plain `cargo build`.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                ]
+                .contains(&name.as_ref())
+            {
+                build.env_remove(name.as_ref());
+            }
+        }
+        let status = build
             .status()
             .context("cannot run cargo to build the proxy and agent binaries")?;
         anyhow::ensure!(

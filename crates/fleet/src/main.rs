@@ -108,14 +108,22 @@ fn run(which: &str) -> anyhow::Result<Vec<Report>> {
                     .enable_all()
                     .build()?;
                 runtime.block_on(async {
-                    let mut fleet = scenarios::Fleet::start(&topology, files).await?;
-                    let mut reports = Vec::new();
-                    for name in names {
-                        let report = scenarios::run(&mut fleet, name).await;
-                        report.print();
-                        reports.push(report);
+                    let scenarios = async {
+                        let mut fleet = scenarios::Fleet::start(&topology, files).await?;
+                        let mut reports = Vec::new();
+                        for name in names {
+                            let report = scenarios::run(&mut fleet, name).await;
+                            report.print();
+                            reports.push(report);
+                        }
+                        Ok(reports)
+                    };
+                    // Ctrl-C or SIGTERM drops the scenarios (killing the processes) and falls
+                    // through to the removal of the namespaces.
+                    tokio::select! {
+                        reports = scenarios => reports,
+                        signal = interrupted() => Err(anyhow::anyhow!("interrupted by {signal}; cleaned up")),
                     }
-                    Ok(reports)
                 })
             })
             .join()
@@ -123,6 +131,21 @@ fn run(which: &str) -> anyhow::Result<Vec<Report>> {
     });
     drop(topology);
     reports
+}
+
+/// Resolves on SIGINT or SIGTERM with the signal's name.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
 }
 
 /// The directory of the `sentinel` and agent binaries: next to this one. Under `cargo run`

@@ -4,6 +4,7 @@
 //! arrived, stops it with SIGTERM (measuring the drain) and kills it on drop, so nothing
 //! outlives a failed or panicking run.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -38,7 +39,7 @@ pub struct Timing {
 pub struct Process {
     pub name: String,
     child: Child,
-    log: Arc<Mutex<Vec<(Instant, String)>>>,
+    log: Arc<Mutex<VecDeque<(Instant, String)>>>,
 }
 
 impl Process {
@@ -54,16 +55,16 @@ impl Process {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {name} ({})", program.display()))?;
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(stderr) = child.stderr.take() {
             let log = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     if let Ok(mut log) = log.lock() {
                         if log.len() >= MAX_LOG_LINES {
-                            log.remove(0);
+                            log.pop_front();
                         }
-                        log.push((Instant::now(), line));
+                        log.push_back((Instant::now(), line));
                     }
                 }
             });
@@ -94,7 +95,7 @@ impl Process {
             .lock()
             .map(|log| {
                 let start = log.len().saturating_sub(n);
-                log[start..].iter().map(|(_, l)| l.clone()).collect()
+                log.iter().skip(start).map(|(_, l)| l.clone()).collect()
             })
             .unwrap_or_default()
     }

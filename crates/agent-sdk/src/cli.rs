@@ -1,9 +1,12 @@
 //! [`ConnectArgs`]: the command-line flags every agent binary shares (`--connect`, `--agent-id`,
-//! `--auth-token-env`, `--connections`, `--max-concurrent`, and `--tls-ca`, `--tls-cert`,
-//! `--tls-key`, `--tls-server-name` for `tls:` proxies), ready to `#[command(flatten)]` into
-//! an agent's own clap parser, and their translation into a [`RunnerConfig`].
+//! `--auth-token-env`, `--connections`, `--max-concurrent`, `--tls-ca`, `--tls-cert`,
+//! `--tls-key`, `--tls-server-name` for `tls:` proxies, and the reconnection and liveness
+//! timing `--reconnect-initial-ms`, `--reconnect-max-ms`, `--silent-heartbeats`), ready to
+//! `#[command(flatten)]` into an agent's own clap parser, and their translation into a
+//! [`RunnerConfig`].
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::address::ProxyAddr;
 use crate::config::RunnerConfig;
@@ -41,6 +44,16 @@ pub struct ConnectArgs {
     /// Name the proxy's certificate must carry; default: the host of the tls: address.
     #[arg(long, value_name = "NAME")]
     pub tls_server_name: Option<String>,
+    /// Ceiling of the first reconnection delay in milliseconds; it doubles with each failure.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub reconnect_initial_ms: u64,
+    /// Largest reconnection delay in milliseconds (also the wait after a permanent refusal).
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    pub reconnect_max_ms: u64,
+    /// Heartbeat intervals without any frame from a proxy before its connection is deemed
+    /// dead (a silent link) and replaced.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub silent_heartbeats: u32,
 }
 
 impl ConnectArgs {
@@ -50,6 +63,9 @@ impl ConnectArgs {
         config.proxies = self.connect.clone();
         config.connections_per_proxy = self.connections;
         config.max_concurrent_requests = self.max_concurrent;
+        config.backoff.initial = Duration::from_millis(self.reconnect_initial_ms);
+        config.backoff.max = Duration::from_millis(self.reconnect_max_ms);
+        config.silent_heartbeats = self.silent_heartbeats;
         config.tls = TlsClientConfig {
             ca_file: self.tls_ca.clone(),
             cert_file: self.tls_cert.clone(),
@@ -101,6 +117,46 @@ mod tests {
         assert_eq!(config.connections_per_proxy, 2);
         assert_eq!(config.auth_token.unwrap().expose(), "t0ken");
         assert_eq!(cli.rules.as_deref(), Some("r.json"));
+        assert_eq!(config.backoff.initial, Duration::from_secs(1), "default");
+        assert_eq!(config.silent_heartbeats, 3, "default");
+    }
+
+    #[test]
+    fn timing_flags_set_backoff_and_silence() {
+        let cli = Cli::try_parse_from([
+            "agent",
+            "--connect",
+            "tcp:127.0.0.1:9090",
+            "--agent-id",
+            "waf-1",
+            "--reconnect-initial-ms",
+            "200",
+            "--reconnect-max-ms",
+            "1000",
+            "--silent-heartbeats",
+            "2",
+        ])
+        .unwrap();
+        let config = cli.connect.to_config().unwrap();
+        assert_eq!(config.backoff.initial, Duration::from_millis(200));
+        assert_eq!(config.backoff.max, Duration::from_secs(1));
+        assert_eq!(config.silent_heartbeats, 2);
+        // An initial delay above the maximum is refused, not silently clamped.
+        let bad = Cli::try_parse_from([
+            "agent",
+            "--connect",
+            "tcp:127.0.0.1:9090",
+            "--agent-id",
+            "waf-1",
+            "--reconnect-initial-ms",
+            "5000",
+            "--reconnect-max-ms",
+            "1000",
+        ])
+        .unwrap()
+        .connect
+        .to_config();
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::admin::status::ListenerAddresses;
 use crate::admin::{serve_admin, AdminContext, Metrics};
 use crate::config::{self, Config, ConfigError};
 use crate::pool::AgentPool;
+use crate::readiness;
 use crate::reverse::{
     ListenerError, RegistrationStats, RegistrationValidator, Reloadable, ReverseConnectionListener,
     TlsSlot,
@@ -99,7 +100,13 @@ impl RunningProxy {
 
         let mut http = Vec::new();
         for listener in &config.listeners {
-            http.push(bind(&format!("listener \"{}\"", listener.name), listener.address).await?);
+            let what = format!("listener \"{}\"", listener.name);
+            let socket = readiness::bind(listener.address).map_err(|source| StartError::Bind {
+                what: what.clone(),
+                address: listener.address,
+                source,
+            })?;
+            http.push((what, listener.address, socket));
         }
         let admin = match &config.admin {
             Some(admin) => {
@@ -111,20 +118,32 @@ impl RunningProxy {
             None => None,
         };
 
+        let wait_for_agents = config.wait_for_agents;
         let state = Arc::new(ProxyState::new(config, pool, Arc::new(Metrics::default())));
         let mut http_tasks = JoinSet::new();
         let mut http_addresses = Vec::new();
-        for listener in http {
-            http_addresses.push(listener.local_addr().map_err(|source| StartError::Bind {
-                what: "listener".into(),
-                address: SocketAddr::from(([0, 0, 0, 0], 0)),
+        for (what, address, socket) in http {
+            let bind_error = |source| StartError::Bind {
+                what: what.clone(),
+                address,
                 source,
-            })?);
-            http_tasks.spawn(crate::http::serve(
-                listener,
-                state.clone(),
-                accepting.clone(),
-            ));
+            };
+            http_addresses.push(socket.local_addr().map_err(bind_error)?);
+            if wait_for_agents.is_zero() || readiness::agents_connected(&state) {
+                let listener = readiness::listen(socket).map_err(bind_error)?;
+                http_tasks.spawn(crate::http::serve(
+                    listener,
+                    state.clone(),
+                    accepting.clone(),
+                ));
+            } else {
+                http_tasks.spawn(listen_when_ready(
+                    socket,
+                    state.clone(),
+                    wait_for_agents,
+                    accepting.clone(),
+                ));
+            }
         }
         let mut admin_address = None;
         if let Some(listener) = admin {
@@ -274,6 +293,26 @@ impl RunningProxy {
         })
         .await;
         tracing::info!("sentinel stopped");
+    }
+}
+
+/// Opens a listener once the agents are connected (or the wait is over), then serves it.
+async fn listen_when_ready(
+    socket: tokio::net::TcpSocket,
+    state: Arc<ProxyState>,
+    wait: Duration,
+    accepting: CancellationToken,
+) {
+    let ready = readiness::agents_ready(&state, wait, &accepting).await;
+    if accepting.is_cancelled() {
+        return;
+    }
+    match readiness::listen(socket) {
+        Ok(listener) => {
+            tracing::info!(address = ?listener.local_addr().ok(), agents_ready = ready, "HTTP listener open");
+            crate::http::serve(listener, state, accepting).await
+        }
+        Err(e) => tracing::error!("cannot listen on an HTTP address: {e}"),
     }
 }
 

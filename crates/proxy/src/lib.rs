@@ -15,6 +15,7 @@ pub mod demo;
 pub mod http;
 pub mod limits;
 pub mod pool;
+mod readiness;
 pub mod reverse;
 pub mod signals;
 pub mod state;

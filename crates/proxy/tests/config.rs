@@ -116,6 +116,12 @@ fn defaults_follow_the_protocol() {
     assert!(!reverse.require_auth);
     assert!(reverse.allowed_agents.is_none());
     assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(config.wait_for_agents, Duration::ZERO, "listen at once");
+    let waiting = parse(&format!(
+        "reverse-listener {{\n    path \"/tmp/a.sock\"\n}}\n{REST}\nwait-for-agents \"15s\"\n"
+    ))
+    .unwrap();
+    assert_eq!(waiting.wait_for_agents, Duration::from_secs(15));
 }
 
 #[test]

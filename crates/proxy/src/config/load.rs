@@ -127,8 +127,9 @@ impl Loader<'_> {
             routes: Vec::new(),
             admin: None,
             shutdown_grace: Duration::from_secs(30),
+            wait_for_agents: Duration::ZERO,
         };
-        const TOP: [&str; 7] = [
+        const TOP: [&str; 8] = [
             "reverse-listener",
             "listeners",
             "upstreams",
@@ -136,6 +137,7 @@ impl Loader<'_> {
             "routes",
             "admin",
             "shutdown-grace",
+            "wait-for-agents",
         ];
         for node in document.nodes() {
             match name(node) {
@@ -151,6 +153,9 @@ impl Loader<'_> {
                 "admin" => config.admin = Some(self.admin(node)?),
                 "shutdown-grace" => {
                     config.shutdown_grace = self.r.duration(node, Duration::from_secs(1))?
+                }
+                "wait-for-agents" => {
+                    config.wait_for_agents = self.r.duration(node, Duration::from_secs(1))?
                 }
                 _ => return Err(self.unknown(node, "the top level", &TOP)),
             }

@@ -30,6 +30,9 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// How long in-flight requests may take to finish on shutdown (default 30 s).
     pub shutdown_grace: Duration,
+    /// At start-up, how long HTTP listeners may stay closed (connections refused) waiting for
+    /// every agent a route consults to have a live connection (default zero: open at once).
+    pub wait_for_agents: Duration,
 }
 
 /// One HTTP listener (`listener "http" { address "127.0.0.1:8080" }`).
@@ -170,6 +173,17 @@ impl Config {
     /// The named agent.
     pub fn agent(&self, name: &str) -> Option<&AgentConfig> {
         self.agents.iter().find(|a| a.name == name)
+    }
+
+    /// Logical agents consulted by at least one route, each named once.
+    pub fn routed_agents(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for name in self.routes.iter().flat_map(|r| &r.agents) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
     }
 
     /// The named upstream.

@@ -350,6 +350,14 @@ impl AgentPool {
         self.read().connections()
     }
 
+    /// Whether `logical_agent` has a live connection that takes new requests.
+    pub fn has_available(&self, logical_agent: &str) -> bool {
+        self.read()
+            .members
+            .get(logical_agent)
+            .is_some_and(|members| members.iter().any(|c| c.is_available()))
+    }
+
     /// Live connections in the pool.
     pub fn connection_count(&self) -> usize {
         self.read()

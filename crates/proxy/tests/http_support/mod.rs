@@ -105,6 +105,7 @@ pub fn config(
         routes,
         admin: None,
         shutdown_grace: Duration::from_secs(5),
+        wait_for_agents: Duration::ZERO,
     }
 }
 

@@ -302,8 +302,14 @@ impl AgentPool {
             .count()
     }
 
-    fn all_connections(&self) -> Vec<Arc<AgentConnection>> {
+    pub(crate) fn all_connections(&self) -> Vec<Arc<AgentConnection>> {
         self.read().connections()
+    }
+
+    /// Agent ids the pool keeps an entry for, live or reserved. With no connection live and no
+    /// registration in progress it is zero; `crate::fuzzing` checks that nothing leaks.
+    pub(crate) fn tracked_agent_ids(&self) -> usize {
+        self.read().agents.len()
     }
 
     /// Live connections in the pool.

@@ -3,11 +3,16 @@
 //! spawned is caught by tokio and would otherwise go unnoticed.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 use std::sync::Once;
 
-static PANICS: AtomicUsize = AtomicUsize::new(0);
 static HOOK: Once = Once::new();
+
+thread_local! {
+    /// Panics on this thread. A current-thread runtime runs every task on the thread that
+    /// calls `block_on`, so this counts the panics of one run, whatever task they were in.
+    static PANICS: Cell<usize> = const { Cell::new(0) };
+}
 
 /// Runs `future` on a fresh current-thread runtime whose clock is paused, as the fuzz targets
 /// do, and fails if anything panicked meanwhile (in any task).
@@ -15,10 +20,11 @@ pub fn run<F: std::future::Future>(future: F) -> F::Output {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            PANICS.fetch_add(1, Ordering::SeqCst);
+            PANICS.with(|p| p.set(p.get() + 1));
             previous(info);
         }));
     });
+    let before = PANICS.with(Cell::get);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
@@ -27,8 +33,8 @@ pub fn run<F: std::future::Future>(future: F) -> F::Output {
     let output = runtime.block_on(future);
     drop(runtime);
     assert_eq!(
-        PANICS.load(Ordering::SeqCst),
-        0,
+        PANICS.with(Cell::get),
+        before,
         "something panicked while the proxy handled fuzz input (see the output above)"
     );
     output

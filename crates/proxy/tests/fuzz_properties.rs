@@ -161,7 +161,11 @@ fn agent_script() -> impl Strategy<Value = AgentScript> {
         any::<bool>(),
     )
         .prop_map(|(msgpack, max, requests, ops, hang_up)| AgentScript {
-            encoding: if msgpack { Encoding::MessagePack } else { Encoding::Json },
+            encoding: if msgpack {
+                Encoding::MessagePack
+            } else {
+                Encoding::Json
+            },
             max_concurrent_requests: max,
             requests,
             ops,

@@ -89,7 +89,10 @@ fn agent_session_seeds_end_their_requests_as_scripted() {
             .outcomes
     };
     assert_eq!(outcome("answers_json"), ["decision", "decision", "error"]);
-    assert_eq!(outcome("answers_msgpack"), ["decision", "decision", "error"]);
+    assert_eq!(
+        outcome("answers_msgpack"),
+        ["decision", "decision", "error"]
+    );
     // Junk payload of a known type is a protocol error: the connection closes.
     assert_eq!(outcome("junk_frames"), ["connection_lost"; 2]);
     // Nobody answers: both requests time out.

@@ -63,7 +63,10 @@ impl Fixture {
         let config = ReverseListenerConfig {
             require_auth: true,
             tokens: vec![token],
-            allowed_agents: Some(vec![AgentPattern::new("fuzz-1"), AgentPattern::new("fuzz-2*")]),
+            allowed_agents: Some(vec![
+                AgentPattern::new("fuzz-1"),
+                AgentPattern::new("fuzz-2*"),
+            ]),
             max_connections_per_agent: 1,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             max_frame_length: MAX_FRAME_LENGTH,

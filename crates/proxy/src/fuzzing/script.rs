@@ -154,7 +154,8 @@ impl AgentScript {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = vec![
             u8::from(self.encoding == Encoding::MessagePack),
-            self.max_concurrent_requests.map_or(0, |n| (n % 10) as u8 + 10),
+            self.max_concurrent_requests
+                .map_or(0, |n| (n % 10) as u8 + 10),
             self.requests as u8,
             u8::from(self.hang_up),
         ];

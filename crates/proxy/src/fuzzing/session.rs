@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use sentinel_agent_protocol::{
-    AuthToken, Capabilities, Encoding, Frame, FrameCodec, Message, MessageType, RegistrationRequest, RegistrationResponse,
-    RequestHeaders,
+    AuthToken, Capabilities, Encoding, Frame, FrameCodec, Message, MessageType,
+    RegistrationRequest, RegistrationResponse, RequestHeaders,
 };
 use tokio::io::{AsyncWriteExt, DuplexStream, WriteHalf};
 use tokio::task::JoinHandle;
@@ -66,11 +66,15 @@ pub async fn check_session(script: &AgentScript) -> Checked<SessionReport> {
             Ok(mut request) => {
                 let request_id = request.request_id();
                 let task =
-                    tokio::spawn(async move { request.send(headers_event(), REQUEST_TIMEOUT).await });
+                    tokio::spawn(
+                        async move { request.send(headers_event(), REQUEST_TIMEOUT).await },
+                    );
                 started.push(Started { request_id, task });
             }
             Err(DispatchError::Saturated(_)) => outcomes.push("saturated"),
-            Err(e) => return violation(format!("no request could start on a fresh connection: {e}")),
+            Err(e) => {
+                return violation(format!("no request could start on a fresh connection: {e}"))
+            }
         }
     }
     tokio::task::yield_now().await;

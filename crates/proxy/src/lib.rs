@@ -12,6 +12,8 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod limits;
 pub mod pool;

@@ -198,6 +198,11 @@ impl AgentConnection {
         true
     }
 
+    /// Requests waiting for a reply on this connection.
+    pub(crate) fn awaited_replies(&self) -> usize {
+        self.waiting.lock().map_or(0, |w| w.len())
+    }
+
     /// Drops the waiter for `request_id`; `true` if a reply was still awaited.
     pub(crate) fn forget_reply(&self, request_id: u64) -> bool {
         self.waiting

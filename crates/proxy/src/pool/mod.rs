@@ -346,7 +346,7 @@ impl AgentPool {
             .count()
     }
 
-    fn all_connections(&self) -> Vec<Arc<AgentConnection>> {
+    pub(crate) fn all_connections(&self) -> Vec<Arc<AgentConnection>> {
         self.read().connections()
     }
 
@@ -356,6 +356,12 @@ impl AgentPool {
             .members
             .get(logical_agent)
             .is_some_and(|members| members.iter().any(|c| c.is_available()))
+    }
+
+    /// Agent ids the pool keeps an entry for, live or reserved. With no connection live and no
+    /// registration in progress it is zero; `crate::fuzzing` checks that nothing leaks.
+    pub(crate) fn tracked_agent_ids(&self) -> usize {
+        self.read().agents.len()
     }
 
     /// Live connections in the pool.

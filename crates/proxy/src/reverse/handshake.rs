@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::pending::PendingTicket;
 use super::{
     ClientIdentity, PeerFilter, RegistrationStats, RegistrationValidator, Rejection, Reloadable,
-    TlsSlot,
+    ReverseListenerConfig, TlsSlot,
 };
 use crate::pool::{AgentPool, ConnectionIdentity, ConnectionLimits};
 use crate::transport::{BoxedStream, IncomingConnection, Transport};
@@ -47,6 +47,26 @@ pub(crate) struct HandshakeContext {
     pub tls: Option<Arc<TlsSlot>>,
     /// Which Unix socket peers may register.
     pub peer_filter: PeerFilter,
+}
+
+impl HandshakeContext {
+    /// The context for the listener settings in `config`, registering into `pool`.
+    pub(crate) fn new(config: &ReverseListenerConfig, pool: AgentPool) -> HandshakeContext {
+        HandshakeContext {
+            validator: Reloadable::new(RegistrationValidator::new(config)),
+            pool,
+            stats: Arc::new(RegistrationStats::new(config.failed_registrations)),
+            handshake_timeout: config.handshake_timeout,
+            connection_limits: ConnectionLimits {
+                per_agent: config.max_connections_per_agent,
+                total: config.max_agent_connections,
+            },
+            max_frame_length: config.max_frame_length,
+            max_registration_frame_length: config.max_registration_frame_length,
+            tls: config.tls.clone().map(TlsSlot::new),
+            peer_filter: config.peer_filter.clone(),
+        }
+    }
 }
 
 type Handshaking = Framed<BoxedStream, FrameCodec>;

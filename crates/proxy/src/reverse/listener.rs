@@ -15,7 +15,7 @@ use super::handshake::{run_handshake, HandshakeContext};
 use super::pending::PendingHandshakes;
 use super::uds::{bind_uds, SocketFile};
 use super::{RegistrationStats, RegistrationValidator, Reloadable, ReverseListenerConfig, TlsSlot};
-use crate::pool::{AgentPool, ConnectionLimits};
+use crate::pool::AgentPool;
 use crate::transport::{IncomingConnection, PeerCredentials, Transport};
 
 /// Pause after an accept error (for example, out of file descriptors) so the loop cannot spin.
@@ -80,20 +80,7 @@ impl ReverseConnectionListener {
                 })?),
                 None => None,
             };
-        let context = Arc::new(HandshakeContext {
-            validator: Reloadable::new(RegistrationValidator::new(&config)),
-            pool,
-            stats: Arc::new(RegistrationStats::new(config.failed_registrations)),
-            handshake_timeout: config.handshake_timeout,
-            connection_limits: ConnectionLimits {
-                per_agent: config.max_connections_per_agent,
-                total: config.max_agent_connections,
-            },
-            max_frame_length: config.max_frame_length,
-            max_registration_frame_length: config.max_registration_frame_length,
-            tls: config.tls.clone().map(TlsSlot::new),
-            peer_filter: config.peer_filter.clone(),
-        });
+        let context = Arc::new(HandshakeContext::new(&config, pool));
         let listener = ReverseConnectionListener {
             uds,
             tcp,

@@ -27,3 +27,7 @@ pub use stats::{RegistrationStats, RegistrationStatsSnapshot};
 pub use throttle::{ThrottleSettings, ThrottleSnapshot};
 pub use tls::{ClientIdentity, ReverseTls, TlsError, TlsFiles, TlsSlot};
 pub use validator::{RegistrationValidator, Rejection};
+
+// For `crate::fuzzing`, which drives one connection's handshake without the accept loop.
+pub(crate) use handshake::{run_handshake, HandshakeContext};
+pub(crate) use pending::PendingHandshakes;

@@ -298,12 +298,12 @@ impl LoadResult {
             .unwrap_or_default()
     }
 
-    /// Time from `since` until the first failed request sent at or after it completed
+    /// Time from `since` until the first request that failed after it, whenever it was sent
     /// (how long the fault took to show).
     pub fn first_failure_after(&self, since: Instant) -> Option<Duration> {
         self.samples
             .iter()
-            .filter(|s| s.sent >= since && failed(s.outcome))
+            .filter(|s| s.done >= since && failed(s.outcome))
             .map(|s| s.done.saturating_duration_since(since))
             .min()
     }
@@ -328,11 +328,34 @@ impl LoadResult {
             .max()
     }
 
-    /// Requests that failed among those sent in `[from, to)`.
+    /// The shortest and longest time to the outcome of the failed requests of phase `name`.
+    pub fn failure_latency_range(&self, name: &str) -> Option<(Duration, Duration)> {
+        let phase = self.names.iter().position(|n| n == name)?;
+        let latencies = self
+            .samples
+            .iter()
+            .filter(|s| s.phase == phase && failed(s.outcome))
+            .map(|s| s.done.saturating_duration_since(s.sent));
+        latencies.fold(None, |range, d| match range {
+            None => Some((d, d)),
+            Some((lo, hi)) => Some((lo.min(d), hi.max(d))),
+        })
+    }
+
+    /// The tally of the requests sent at or after `from` and completed before `to`.
+    pub fn completed_between(&self, from: Instant, to: Instant) -> Tally {
+        let mut tally = Tally::default();
+        for s in self.samples.iter().filter(|s| s.sent >= from && s.done < to) {
+            tally.add(s.outcome, s.must_block);
+        }
+        tally
+    }
+
+    /// Requests that failed among those sent at or after `from` and completed before `to`.
     pub fn failures_between(&self, from: Instant, to: Instant) -> u64 {
         self.samples
             .iter()
-            .filter(|s| s.sent >= from && s.sent < to && failed(s.outcome))
+            .filter(|s| s.sent >= from && s.done < to && failed(s.outcome))
             .count() as u64
     }
 }
@@ -377,9 +400,16 @@ mod tests {
             ],
         };
         assert_eq!(result.first_failure_after(at(5)), Some(Duration::from_millis(25)));
+        assert_eq!(result.first_failure_after(at(35)), Some(Duration::from_millis(5)));
+        assert_eq!(
+            result.failure_latency_range("p"),
+            Some((Duration::from_millis(10), Duration::from_millis(30)))
+        );
         assert_eq!(result.last_failure_after(at(5)), Some(Duration::from_millis(35)));
         assert_eq!(result.first_allowed_after(at(5)), Some(Duration::from_millis(55)));
-        assert_eq!(result.failures_between(at(0), at(15)), 1);
+        assert_eq!(result.failures_between(at(0), at(35)), 1);
+        assert_eq!(result.failures_between(at(15), at(100)), 1);
         assert_eq!(result.tally_of("p").sent, 4);
+        assert_eq!(result.completed_between(at(5), at(45)).unavailable, 2);
     }
 }

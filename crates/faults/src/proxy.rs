@@ -129,7 +129,9 @@ impl Proxy {
                 name: "sentinel".into(),
                 program: sentinel.to_path_buf(),
                 args: vec!["--config".into(), config_path.display().to_string()],
-                envs: Vec::new(),
+                // Info: connection losses and refusals are logged there, warnings alone
+                // would not explain a failure.
+                envs: vec![("RUST_LOG".into(), "info,sentinel::http::agents=warn".into())],
                 cpu,
                 log: dir.join("sentinel.log"),
             })?;
@@ -221,6 +223,19 @@ impl Proxy {
     /// process `pid` (from its registration metadata) when given.
     pub async fn connections_of(&self, agent_id: &str, pid: Option<u32>) -> Result<usize, FaultError> {
         Ok(count_connections(&self.agents().await?, agent_id, pid))
+    }
+
+    /// Requests in flight over every live connection of `agent_id`, as `/agents` shows.
+    pub async fn in_flight_of(&self, agent_id: &str) -> Result<u64, FaultError> {
+        let agents = self.agents().await?;
+        Ok(agents["agents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["agent_id"] == agent_id)
+            .flat_map(|a| a["connections"].as_array().cloned().unwrap_or_default())
+            .filter_map(|c| c["in_flight"].as_u64())
+            .sum())
     }
 
     /// Waits until every `(agent_id, pid, connections)` is listed with exactly that many

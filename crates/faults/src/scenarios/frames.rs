@@ -88,8 +88,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     let still = world.proxy.connections_of("waf-a", Some(waf.pid())).await?;
     report.check("the real agent keeps its 2 connections", still == 2, format!("{still}"));
     drop(waf);
-    world.final_checks(&mut report);
-    Ok(report)
+    Ok(world.finish(report))
 }
 
 struct Cases<'a> {

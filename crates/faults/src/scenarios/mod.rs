@@ -110,6 +110,18 @@ pub struct World {
 }
 
 impl World {
+    /// Adds the final checks ([`World::final_checks`]) and returns the report; when it failed,
+    /// the temp dir with every process's log is kept and named in the report.
+    pub fn finish(mut self, mut report: Report) -> Report {
+        self.final_checks(&mut report);
+        if !report.passed() {
+            let World { dir, proxy, .. } = self;
+            drop(proxy);
+            report.fact("logs kept in", dir.keep().display().to_string());
+        }
+        report
+    }
+
     /// Adds the checks every scenario ends with: the proxy is still running and no must-block
     /// request was wrongly allowed.
     pub fn final_checks(&mut self, report: &mut Report) {
@@ -121,11 +133,6 @@ impl World {
             running.is_ok(),
             running.err().map_or("running".to_string(), |e| e.to_string()),
         );
-    }
-
-    /// Keeps the logs of a failed scenario: the temp dir is not removed, its path returned.
-    pub fn keep_logs(self) -> std::path::PathBuf {
-        self.dir.keep()
     }
 }
 

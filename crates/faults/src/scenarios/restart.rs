@@ -80,8 +80,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     let after = result.tally_of(AFTER);
     report.check("after: no request fails", after.sent > 0 && after.failed() == 0, format!("{} of {} failed", after.failed(), after.sent));
     drop((a, b));
-    world.final_checks(&mut report);
-    Ok(report)
+    Ok(world.finish(report))
 }
 
 async fn restart(

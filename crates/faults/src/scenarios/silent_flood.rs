@@ -108,8 +108,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         format!("{pending_after} pending"),
     );
     drop((serving, probe));
-    world.final_checks(&mut report);
-    Ok(report)
+    Ok(world.finish(report))
 }
 
 async fn pending_handshakes(world: &crate::scenarios::World) -> u64 {

@@ -114,6 +114,5 @@ pub async fn run(harness: &Harness, duration: Duration) -> Result<Report, FaultE
         format!("{failed} of {sent}"),
     );
     drop(agents);
-    world.final_checks(&mut report);
-    Ok(report)
+    Ok(world.finish(report))
 }

@@ -39,6 +39,17 @@ const PROMPTLY: Duration = Duration::from_secs(3);
 /// Ceiling of the proxy's growth in resident memory after a frame claiming 4 GiB.
 const ALLOCATION_CEILING: u64 = 16 * 1024 * 1024;
 
+/// How a mid-decision case ends the agent's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The bad frame makes the proxy close it.
+    ProxyCloses,
+    /// The agent closes it after the bad frame.
+    AgentCloses,
+    /// It stays open; the request waits for the agent timeout.
+    StaysOpen,
+}
+
 /// What one case found.
 struct Finding {
     passed: bool,
@@ -243,20 +254,21 @@ impl<'a> Cases<'a> {
 
     async fn mid_decision(&mut self, report: &mut Report) -> Result<(), FaultError> {
         let stage = "mid-decision";
-        let cases: [(&str, fn(u64) -> Vec<u8>, bool); 5] = [
-            ("Decision with malformed JSON", |_| frame_bytes(types::DECISION, b"{\"request_id\": "), true),
+        use Ending::*;
+        let cases: [(&str, fn(u64) -> Vec<u8>, Ending); 5] = [
+            ("Decision with malformed JSON", |_| frame_bytes(types::DECISION, b"{\"request_id\": "), ProxyCloses),
             ("truncated Decision, then close", |id| {
                 let mut b = frame_bytes(types::DECISION, format!("{{\"request_id\": {id}, \"action\": \"allow\"}}").as_bytes());
                 b.truncate(b.len() - 8);
                 b
-            }, true),
-            ("length field of 4 GiB", |_| vec![0xff, 0xff, 0xff, 0xff, types::DECISION], true),
-            ("zero-length frame", |_| vec![0, 0, 0, 0], true),
-            ("allow for another request_id", |id| frame_bytes(types::DECISION, format!("{{\"request_id\": {}, \"action\": \"allow\"}}", id + 1000).as_bytes()), false),
+            }, AgentCloses),
+            ("length field of 4 GiB", |_| vec![0xff, 0xff, 0xff, 0xff, types::DECISION], ProxyCloses),
+            ("zero-length frame", |_| vec![0, 0, 0, 0], ProxyCloses),
+            ("allow for another request_id", |id| frame_bytes(types::DECISION, format!("{{\"request_id\": {}, \"action\": \"allow\"}}", id + 1000).as_bytes()), StaysOpen),
         ];
-        for (case, bytes, closes) in cases {
-            let finding = self.bad_decision(bytes, closes).await?;
-            let expected = if closes {
+        for (case, bytes, ending) in cases {
+            let finding = self.bad_decision(bytes, ending).await?;
+            let expected = if ending != StaysOpen {
                 "request fails closed (503) at once, not after the agent timeout"
             } else {
                 "reply dropped, request fails closed (503) after the agent timeout"
@@ -268,7 +280,7 @@ impl<'a> Cases<'a> {
 
     /// Registers a fresh raw agent, gets a must-block request dispatched to it, answers with
     /// `bytes(request_id)`, and checks the client's answer.
-    async fn bad_decision(&mut self, bytes: fn(u64) -> Vec<u8>, closes: bool) -> Result<Finding, FaultError> {
+    async fn bad_decision(&mut self, bytes: fn(u64) -> Vec<u8>, ending: Ending) -> Result<Finding, FaultError> {
         let id = self.fresh_id("raw-dec");
         let mut conn = self.registered(&id).await?;
         let http = self.world.proxy.addresses().http;
@@ -283,17 +295,19 @@ impl<'a> Cases<'a> {
         let request_id = json_payload(&event)?["request_id"].as_u64().unwrap_or(0);
         let misbehaved = Instant::now();
         let _ = conn.send(&bytes(request_id)).await;
+        // The connection is closed here when the case says the agent closes it.
+        let kept = (ending != Ending::AgentCloses).then_some(conn);
         let answer = request
             .await
             .map_err(|e| FaultError::Protocol(format!("request task: {e}")))?;
         let after = misbehaved.elapsed();
-        drop(conn);
+        drop(kept);
         self.world.proxy.wait_unregistered(&id, PROMPTLY).await?;
         let Ok((status, headers, _)) = answer else {
             return Ok(Finding::new(false, format!("no answer: {}", answer.err().map_or(String::new(), |e| e.to_string()))));
         };
         let by_upstream = headers.contains_key(UPSTREAM_HEADER);
-        let timely = if closes {
+        let timely = if ending != Ending::StaysOpen {
             after < RAW_AGENT_TIMEOUT
         } else {
             after >= RAW_AGENT_TIMEOUT.mul_f64(0.8)

@@ -54,11 +54,7 @@ pub async fn get_with_headers(
             .await
             .map_err(|e| e.to_string())?;
         let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
         driver.abort();
         Ok::<_, String>((parts.status, parts.headers, body))
     };
@@ -114,7 +110,9 @@ pub fn metric_by_label(page: &str, metric: &str, label: &str) -> Vec<(String, f6
             continue;
         };
         if let Ok(value) = value.parse::<f64>() {
-            *sums.entry(found.trim_end_matches('"').to_string()).or_default() += value;
+            *sums
+                .entry(found.trim_end_matches('"').to_string())
+                .or_default() += value;
         }
     }
     sums.into_iter().collect()
@@ -137,7 +135,10 @@ mod tests {
         assert_eq!(metric_sum(PAGE, "other", &[]), 0.0);
         assert_eq!(
             metric_by_label(PAGE, failures, "reason"),
-            vec![("no_connection".to_string(), 2.0), ("timeout".to_string(), 4.0)]
+            vec![
+                ("no_connection".to_string(), 2.0),
+                ("timeout".to_string(), 4.0)
+            ]
         );
     }
 }

@@ -39,7 +39,8 @@ impl Binaries {
     /// Finds every binary next to the running executable (for a test executable, in the
     /// profile directory above `deps/`).
     pub fn beside_current_exe() -> Result<Binaries, FaultError> {
-        let exe = std::env::current_exe().map_err(|e| FaultError::io("locating this program", e))?;
+        let exe =
+            std::env::current_exe().map_err(|e| FaultError::io("locating this program", e))?;
         let mut dir = exe
             .parent()
             .ok_or_else(|| FaultError::Protocol("this program has no directory".into()))?

@@ -249,13 +249,23 @@ fn classify_error(error: hyper_util::client::legacy::Error) -> Outcome {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&error);
     while let Some(cause) = source {
         if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {
-            if hyper_error.is_incomplete_message() || hyper_error.is_closed() || hyper_error.is_canceled() {
+            if hyper_error.is_incomplete_message()
+                || hyper_error.is_closed()
+                || hyper_error.is_canceled()
+            {
                 return Outcome::RefusedOrReset;
             }
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind::*;
-            if matches!(io.kind(), ConnectionRefused | ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof) {
+            if matches!(
+                io.kind(),
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | BrokenPipe
+                    | UnexpectedEof
+            ) {
                 return Outcome::RefusedOrReset;
             }
         }
@@ -345,7 +355,11 @@ impl LoadResult {
     /// The tally of the requests sent at or after `from` and completed before `to`.
     pub fn completed_between(&self, from: Instant, to: Instant) -> Tally {
         let mut tally = Tally::default();
-        for s in self.samples.iter().filter(|s| s.sent >= from && s.done < to) {
+        for s in self
+            .samples
+            .iter()
+            .filter(|s| s.sent >= from && s.done < to)
+        {
             tally.add(s.outcome, s.must_block);
         }
         tally
@@ -372,11 +386,23 @@ mod tests {
     fn statuses_map_to_outcomes() {
         assert_eq!(classify_status(StatusCode::OK, true), Outcome::Allowed);
         assert_eq!(classify_status(StatusCode::OK, false), Outcome::Other);
-        assert_eq!(classify_status(StatusCode::FORBIDDEN, false), Outcome::Blocked);
+        assert_eq!(
+            classify_status(StatusCode::FORBIDDEN, false),
+            Outcome::Blocked
+        );
         assert_eq!(classify_status(StatusCode::FORBIDDEN, true), Outcome::Other);
-        assert_eq!(classify_status(StatusCode::SERVICE_UNAVAILABLE, false), Outcome::Unavailable);
-        assert_eq!(classify_status(StatusCode::GATEWAY_TIMEOUT, false), Outcome::Timeout);
-        assert_eq!(classify_status(StatusCode::BAD_GATEWAY, false), Outcome::Other);
+        assert_eq!(
+            classify_status(StatusCode::SERVICE_UNAVAILABLE, false),
+            Outcome::Unavailable
+        );
+        assert_eq!(
+            classify_status(StatusCode::GATEWAY_TIMEOUT, false),
+            Outcome::Timeout
+        );
+        assert_eq!(
+            classify_status(StatusCode::BAD_GATEWAY, false),
+            Outcome::Other
+        );
     }
 
     #[test]
@@ -399,14 +425,26 @@ mod tests {
                 sample(50, 60, Outcome::Allowed),
             ],
         };
-        assert_eq!(result.first_failure_after(at(5)), Some(Duration::from_millis(25)));
-        assert_eq!(result.first_failure_after(at(35)), Some(Duration::from_millis(5)));
+        assert_eq!(
+            result.first_failure_after(at(5)),
+            Some(Duration::from_millis(25))
+        );
+        assert_eq!(
+            result.first_failure_after(at(35)),
+            Some(Duration::from_millis(5))
+        );
         assert_eq!(
             result.failure_latency_range("p"),
             Some((Duration::from_millis(10), Duration::from_millis(30)))
         );
-        assert_eq!(result.last_failure_after(at(5)), Some(Duration::from_millis(35)));
-        assert_eq!(result.first_allowed_after(at(5)), Some(Duration::from_millis(55)));
+        assert_eq!(
+            result.last_failure_after(at(5)),
+            Some(Duration::from_millis(35))
+        );
+        assert_eq!(
+            result.first_allowed_after(at(5)),
+            Some(Duration::from_millis(55))
+        );
         assert_eq!(result.failures_between(at(0), at(35)), 1);
         assert_eq!(result.failures_between(at(15), at(100)), 1);
         assert_eq!(result.tally_of("p").sent, 4);

@@ -14,7 +14,10 @@ use sentinel_faults::scenarios::{self, Harness};
 use sentinel_faults::sys::{self, Cores};
 
 #[derive(Parser)]
-#[command(name = "sentinel-faults", about = "Sentinel fault and soak scenarios with real processes")]
+#[command(
+    name = "sentinel-faults",
+    about = "Sentinel fault and soak scenarios with real processes"
+)]
 struct Cli {
     /// The short form for CI: shorter holds and a 60 s soak; the same checks.
     #[arg(long, global = true)]
@@ -59,7 +62,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text
         .find(|c: char| !c.is_ascii_digit())
         .map_or((text, "s"), |i| text.split_at(i));
-    let n: u64 = number.parse().map_err(|_| format!("not a duration: {text:?} (e.g. 60s, 5m)"))?;
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("not a duration: {text:?} (e.g. 60s, 5m)"))?;
     match unit {
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
@@ -105,7 +110,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(harness: &Harness, scenario: Scenario) -> anyhow::Result<bool> {
-    let default_soak = if harness.short { Duration::from_secs(60) } else { Duration::from_secs(180) };
+    let default_soak = if harness.short {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(180)
+    };
     let names: Vec<&str> = match scenario {
         Scenario::All { .. } => vec!["kill", "stop", "restart", "silent-flood", "frames", "soak"],
         Scenario::Kill => vec!["kill"],

@@ -221,7 +221,11 @@ impl Proxy {
 
     /// Live connections of `agent_id` as `/agents` lists them, counting only those of the
     /// process `pid` (from its registration metadata) when given.
-    pub async fn connections_of(&self, agent_id: &str, pid: Option<u32>) -> Result<usize, FaultError> {
+    pub async fn connections_of(
+        &self,
+        agent_id: &str,
+        pid: Option<u32>,
+    ) -> Result<usize, FaultError> {
         Ok(count_connections(&self.agents().await?, agent_id, pid))
     }
 
@@ -258,7 +262,11 @@ impl Proxy {
                 }
             }
             if started.elapsed() > limit {
-                let listed = self.agents().await.map(|a| a.to_string()).unwrap_or_default();
+                let listed = self
+                    .agents()
+                    .await
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
                 return Err(FaultError::timeout(
                     format!("agents {expected:?} to register; /agents: {listed}"),
                     limit,
@@ -340,7 +348,13 @@ mod tests {
             upstream: "127.0.0.1:3".parse().expect("addr"),
         };
         let text = config_text(&ProxySettings::new("routes {}"), &addresses);
-        for needle in ["/tmp/x/agents.sock", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "routes {}"] {
+        for needle in [
+            "/tmp/x/agents.sock",
+            "127.0.0.1:1",
+            "127.0.0.1:2",
+            "127.0.0.1:3",
+            "routes {}",
+        ] {
             assert!(text.contains(needle), "{needle} missing in {text}");
         }
     }

@@ -169,6 +169,7 @@ impl RawConnection {
 
 /// The JSON payload of `frame`.
 pub fn json_payload(frame: &Frame) -> Result<Value, FaultError> {
-    serde_json::from_slice(&frame.payload)
-        .map_err(|e| FaultError::Protocol(format!("payload of type 0x{:02x}: {e}", frame.type_byte)))
+    serde_json::from_slice(&frame.payload).map_err(|e| {
+        FaultError::Protocol(format!("payload of type 0x{:02x}: {e}", frame.type_byte))
+    })
 }

@@ -127,7 +127,12 @@ impl Report {
     }
 
     /// Records a check.
-    pub fn check(&mut self, expectation: impl Into<String>, passed: bool, observed: impl Into<String>) {
+    pub fn check(
+        &mut self,
+        expectation: impl Into<String>,
+        passed: bool,
+        observed: impl Into<String>,
+    ) {
         self.checks.push(Check {
             expectation: expectation.into(),
             observed: observed.into(),
@@ -160,15 +165,34 @@ impl Report {
             let _ = writeln!(
                 out,
                 "{:<34} {:>7} {:>7} {:>7} {:>6} {:>8} {:>8} {:>6} {:>7}",
-                "phase", "sent", "allowed", "blocked", "503", "504/t.o.", "refu/rst", "other", "wrongly"
+                "phase",
+                "sent",
+                "allowed",
+                "blocked",
+                "503",
+                "504/t.o.",
+                "refu/rst",
+                "other",
+                "wrongly"
             );
             let total = Tally::total(self.phases.iter().map(|(_, t)| t));
-            for (name, t) in self.phases.iter().chain(std::iter::once(&("total".to_string(), total))) {
+            for (name, t) in self
+                .phases
+                .iter()
+                .chain(std::iter::once(&("total".to_string(), total)))
+            {
                 let _ = writeln!(
                     out,
                     "{:<34} {:>7} {:>7} {:>7} {:>6} {:>8} {:>8} {:>6} {:>7}",
-                    name, t.sent, t.allowed, t.blocked, t.unavailable, t.timeout,
-                    t.refused_or_reset, t.other, t.wrongly_allowed
+                    name,
+                    t.sent,
+                    t.allowed,
+                    t.blocked,
+                    t.unavailable,
+                    t.timeout,
+                    t.refused_or_reset,
+                    t.other,
+                    t.wrongly_allowed
                 );
             }
             let _ = writeln!(
@@ -212,7 +236,10 @@ mod tests {
         a.add(Outcome::Blocked, true);
         a.add(Outcome::Unavailable, true);
         a.add(Outcome::RefusedOrReset, false);
-        assert_eq!((a.sent, a.allowed, a.blocked, a.failed(), a.wrongly_allowed), (5, 2, 1, 2, 1));
+        assert_eq!(
+            (a.sent, a.allowed, a.blocked, a.failed(), a.wrongly_allowed),
+            (5, 2, 1, 2, 1)
+        );
         let total = Tally::total([&a, &a]);
         assert_eq!((total.sent, total.wrongly_allowed), (10, 2));
     }

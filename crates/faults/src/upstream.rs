@@ -107,9 +107,8 @@ async fn answer(request: Request<Incoming>, counters: &Counters) -> Response<Ful
     // Read the body so the connection can be reused; its content does not matter.
     let _ = request.into_body().collect().await;
     let mut response = Response::new(Full::new(Bytes::from_static(b"ok\n")));
-    response.headers_mut().insert(
-        UPSTREAM_HEADER,
-        http::HeaderValue::from_static("faults"),
-    );
+    response
+        .headers_mut()
+        .insert(UPSTREAM_HEADER, http::HeaderValue::from_static("faults"));
     response
 }

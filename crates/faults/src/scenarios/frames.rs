@@ -39,6 +39,9 @@ const PROMPTLY: Duration = Duration::from_secs(3);
 /// Ceiling of the proxy's growth in resident memory after a frame claiming 4 GiB.
 const ALLOCATION_CEILING: u64 = 16 * 1024 * 1024;
 
+/// The bytes a mid-decision case answers with, given the request_id it was sent.
+type DecisionBytes = fn(u64) -> Vec<u8>;
+
 /// How a mid-decision case ends the agent's connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
@@ -97,7 +100,11 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         format!("{failed} of {sent} failed"),
     );
     let still = world.proxy.connections_of("waf-a", Some(waf.pid())).await?;
-    report.check("the real agent keeps its 2 connections", still == 2, format!("{still}"));
+    report.check(
+        "the real agent keeps its 2 connections",
+        still == 2,
+        format!("{still}"),
+    );
     drop(waf);
     Ok(world.finish(report))
 }
@@ -118,7 +125,11 @@ impl<'a> Cases<'a> {
     }
 
     fn record(report: &mut Report, stage: &str, case: &str, expected: &str, finding: Finding) {
-        report.check(format!("{stage}: {case} → {expected}"), finding.passed, finding.observed);
+        report.check(
+            format!("{stage}: {case} → {expected}"),
+            finding.passed,
+            finding.observed,
+        );
     }
 
     async fn before_registration(&mut self, report: &mut Report) -> Result<(), FaultError> {
@@ -130,16 +141,34 @@ impl<'a> Cases<'a> {
                 bytes.truncate(16 * 1024);
                 bytes
             }),
-            ("Ping instead of a registration", frame_bytes(types::PING, br#"{"nonce":1}"#)),
-            ("registration with malformed JSON", frame_bytes(types::REGISTRATION_REQUEST, br#"{"protocol_version": 2, "agent_id": "#)),
-            ("registration of binary garbage", frame_bytes(types::REGISTRATION_REQUEST, &[0xff, 0xfe, 0x00, 0x81, 0x92])),
+            (
+                "Ping instead of a registration",
+                frame_bytes(types::PING, br#"{"nonce":1}"#),
+            ),
+            (
+                "registration with malformed JSON",
+                frame_bytes(
+                    types::REGISTRATION_REQUEST,
+                    br#"{"protocol_version": 2, "agent_id": "#,
+                ),
+            ),
+            (
+                "registration of binary garbage",
+                frame_bytes(types::REGISTRATION_REQUEST, &[0xff, 0xfe, 0x00, 0x81, 0x92]),
+            ),
         ];
         for (case, bytes) in cases {
             let finding = self.expect_refused(&bytes).await?;
             Self::record(report, stage, case, "refused and closed", finding);
         }
         let finding = self.four_gib_claim().await?;
-        Self::record(report, stage, "length field of 4 GiB", "closed without allocating it", finding);
+        Self::record(
+            report,
+            stage,
+            "length field of 4 GiB",
+            "closed without allocating it",
+            finding,
+        );
         Ok(())
     }
 
@@ -158,7 +187,10 @@ impl<'a> Cases<'a> {
             stage,
             "half a registration, then close",
             "forgotten, nothing registered",
-            Finding::new(matches!(healthy, Ok((StatusCode::OK, _))) && listed == 0, format!("{listed} registered")),
+            Finding::new(
+                matches!(healthy, Ok((StatusCode::OK, _))) && listed == 0,
+                format!("{listed} registered"),
+            ),
         );
 
         let mut conn = RawConnection::connect(self.socket).await?;
@@ -173,8 +205,15 @@ impl<'a> Cases<'a> {
             "half a registration, then silence",
             "answered `timeout` and closed after the handshake timeout (2 s)",
             Finding::new(
-                closed && code.as_deref() == Some("timeout") && after >= HANDSHAKE_TIMEOUT.mul_f64(0.8),
-                format!("{} after {}, answer {}", closed_word(closed), seconds(after), code.unwrap_or_else(|| "none".into())),
+                closed
+                    && code.as_deref() == Some("timeout")
+                    && after >= HANDSHAKE_TIMEOUT.mul_f64(0.8),
+                format!(
+                    "{} after {}, answer {}",
+                    closed_word(closed),
+                    seconds(after),
+                    code.unwrap_or_else(|| "none".into())
+                ),
             ),
         );
 
@@ -190,21 +229,49 @@ impl<'a> Cases<'a> {
             stage,
             "whole registration trickled 4 bytes per 15 ms",
             "accepted (slow is not malformed)",
-            Finding::new(answer.as_ref().is_ok_and(|a| a["accepted"] == true), format!("{} in {}", describe_answer(&answer), seconds(started.elapsed()))),
+            Finding::new(
+                answer.as_ref().is_ok_and(|a| a["accepted"] == true),
+                format!(
+                    "{} in {}",
+                    describe_answer(&answer),
+                    seconds(started.elapsed())
+                ),
+            ),
         );
         drop(conn);
-        self.world.proxy.wait_unregistered("raw-mid", PROMPTLY).await?;
+        self.world
+            .proxy
+            .wait_unregistered("raw-mid", PROMPTLY)
+            .await?;
 
         let mut bytes = registration_bytes("raw-mid");
         bytes.extend_from_slice(&[0, 0, 1, 0, types::DECISION, b'{']);
-        let finding = self.expect_registered_then_closed("raw-mid", &bytes).await?;
-        Self::record(report, stage, "registration followed by a truncated frame and close", "registered, then removed", finding);
-
-        let wrong_version = serde_json::json!({"protocol_version": 1, "agent_id": "raw-v1", "capabilities": {}});
         let finding = self
-            .expect_refused(&frame_bytes(types::REGISTRATION_REQUEST, wrong_version.to_string().as_bytes()))
+            .expect_registered_then_closed("raw-mid", &bytes)
             .await?;
-        Self::record(report, stage, "protocol_version 1", "refused and closed", finding);
+        Self::record(
+            report,
+            stage,
+            "registration followed by a truncated frame and close",
+            "registered, then removed",
+            finding,
+        );
+
+        let wrong_version =
+            serde_json::json!({"protocol_version": 1, "agent_id": "raw-v1", "capabilities": {}});
+        let finding = self
+            .expect_refused(&frame_bytes(
+                types::REGISTRATION_REQUEST,
+                wrong_version.to_string().as_bytes(),
+            ))
+            .await?;
+        Self::record(
+            report,
+            stage,
+            "protocol_version 1",
+            "refused and closed",
+            finding,
+        );
         Ok(())
     }
 
@@ -218,8 +285,14 @@ impl<'a> Cases<'a> {
         let closing: [(&str, Vec<u8>); 4] = [
             ("zero-length frame", vec![0, 0, 0, 0]),
             ("frame over max-frame-size (1 MiB)", oversized),
-            ("Decision with malformed JSON", frame_bytes(types::DECISION, b"{\"request_id\": 1, \"action\": ")),
-            ("truncated frame, then close", vec![0, 0, 0, 64, types::DECISION, b'{']),
+            (
+                "Decision with malformed JSON",
+                frame_bytes(types::DECISION, b"{\"request_id\": 1, \"action\": "),
+            ),
+            (
+                "truncated frame, then close",
+                vec![0, 0, 0, 64, types::DECISION, b'{'],
+            ),
         ];
         for (case, bytes) in closing {
             let id = self.fresh_id("raw-after");
@@ -228,16 +301,52 @@ impl<'a> Cases<'a> {
             if case.ends_with("then close") {
                 drop(conn);
                 let gone = self.world.proxy.wait_unregistered(&id, PROMPTLY).await;
-                Self::record(report, stage, case, "connection removed", Finding::new(gone.is_ok(), gone.map_or_else(|e| e.to_string(), |d| format!("removed after {}", seconds(d)))));
+                Self::record(
+                    report,
+                    stage,
+                    case,
+                    "connection removed",
+                    Finding::new(
+                        gone.is_ok(),
+                        gone.map_or_else(
+                            |e| e.to_string(),
+                            |d| format!("removed after {}", seconds(d)),
+                        ),
+                    ),
+                );
                 continue;
             }
             let (closed, _) = conn.read_until_closed(PROMPTLY).await;
-            let gone = self.world.proxy.wait_unregistered(&id, PROMPTLY).await.is_ok();
-            Self::record(report, stage, case, "closed, agent removed", Finding::new(closed && gone, format!("{}, {}", closed_word(closed), if gone { "removed" } else { "still listed" })));
+            let gone = self
+                .world
+                .proxy
+                .wait_unregistered(&id, PROMPTLY)
+                .await
+                .is_ok();
+            Self::record(
+                report,
+                stage,
+                case,
+                "closed, agent removed",
+                Finding::new(
+                    closed && gone,
+                    format!(
+                        "{}, {}",
+                        closed_word(closed),
+                        if gone { "removed" } else { "still listed" }
+                    ),
+                ),
+            );
         }
         let ignored: [(&str, Vec<u8>); 2] = [
-            ("unknown frame type 0x7e", frame_bytes(0x7e, b"{\"future\": true}")),
-            ("a second RegistrationRequest", registration_bytes("raw-again")),
+            (
+                "unknown frame type 0x7e",
+                frame_bytes(0x7e, b"{\"future\": true}"),
+            ),
+            (
+                "a second RegistrationRequest",
+                registration_bytes("raw-again"),
+            ),
         ];
         for (case, bytes) in ignored {
             let id = self.fresh_id("raw-after");
@@ -245,7 +354,16 @@ impl<'a> Cases<'a> {
             conn.send(&bytes).await?;
             let finding = ping_pong(&mut conn).await;
             let listed = self.world.proxy.connections_of(&id, None).await?;
-            Self::record(report, stage, case, "ignored, connection still serves Ping", Finding::new(finding.passed && listed == 1, format!("{}, {listed} listed", finding.observed)));
+            Self::record(
+                report,
+                stage,
+                case,
+                "ignored, connection still serves Ping",
+                Finding::new(
+                    finding.passed && listed == 1,
+                    format!("{}, {listed} listed", finding.observed),
+                ),
+            );
             drop(conn);
             self.world.proxy.wait_unregistered(&id, PROMPTLY).await?;
         }
@@ -255,16 +373,41 @@ impl<'a> Cases<'a> {
     async fn mid_decision(&mut self, report: &mut Report) -> Result<(), FaultError> {
         let stage = "mid-decision";
         use Ending::*;
-        let cases: [(&str, fn(u64) -> Vec<u8>, Ending); 5] = [
-            ("Decision with malformed JSON", |_| frame_bytes(types::DECISION, b"{\"request_id\": "), ProxyCloses),
-            ("truncated Decision, then close", |id| {
-                let mut b = frame_bytes(types::DECISION, format!("{{\"request_id\": {id}, \"action\": \"allow\"}}").as_bytes());
-                b.truncate(b.len() - 8);
-                b
-            }, AgentCloses),
-            ("length field of 4 GiB", |_| vec![0xff, 0xff, 0xff, 0xff, types::DECISION], ProxyCloses),
+        let cases: [(&str, DecisionBytes, Ending); 5] = [
+            (
+                "Decision with malformed JSON",
+                |_| frame_bytes(types::DECISION, b"{\"request_id\": "),
+                ProxyCloses,
+            ),
+            (
+                "truncated Decision, then close",
+                |id| {
+                    let mut b = frame_bytes(
+                        types::DECISION,
+                        format!("{{\"request_id\": {id}, \"action\": \"allow\"}}").as_bytes(),
+                    );
+                    b.truncate(b.len() - 8);
+                    b
+                },
+                AgentCloses,
+            ),
+            (
+                "length field of 4 GiB",
+                |_| vec![0xff, 0xff, 0xff, 0xff, types::DECISION],
+                ProxyCloses,
+            ),
             ("zero-length frame", |_| vec![0, 0, 0, 0], ProxyCloses),
-            ("allow for another request_id", |id| frame_bytes(types::DECISION, format!("{{\"request_id\": {}, \"action\": \"allow\"}}", id + 1000).as_bytes()), StaysOpen),
+            (
+                "allow for another request_id",
+                |id| {
+                    frame_bytes(
+                        types::DECISION,
+                        format!("{{\"request_id\": {}, \"action\": \"allow\"}}", id + 1000)
+                            .as_bytes(),
+                    )
+                },
+                StaysOpen,
+            ),
         ];
         for (case, bytes, ending) in cases {
             let finding = self.bad_decision(bytes, ending).await?;
@@ -280,17 +423,32 @@ impl<'a> Cases<'a> {
 
     /// Registers a fresh raw agent, gets a must-block request dispatched to it, answers with
     /// `bytes(request_id)`, and checks the client's answer.
-    async fn bad_decision(&mut self, bytes: fn(u64) -> Vec<u8>, ending: Ending) -> Result<Finding, FaultError> {
+    async fn bad_decision(
+        &mut self,
+        bytes: DecisionBytes,
+        ending: Ending,
+    ) -> Result<Finding, FaultError> {
         let id = self.fresh_id("raw-dec");
         let mut conn = self.registered(&id).await?;
         let http = self.world.proxy.addresses().http;
         let path = format!("/raw/{id}?{SQL_INJECTION_QUERY}");
         let request = tokio::spawn(async move {
-            admin::get_with_headers(http, &path, &[(MUST_BLOCK_HEADER, "1")], Duration::from_secs(20)).await
+            admin::get_with_headers(
+                http,
+                &path,
+                &[(MUST_BLOCK_HEADER, "1")],
+                Duration::from_secs(20),
+            )
+            .await
         });
-        let event = conn.read_frame(Duration::from_secs(10), "RequestHeaders").await?;
+        let event = conn
+            .read_frame(Duration::from_secs(10), "RequestHeaders")
+            .await?;
         if event.type_byte != types::REQUEST_HEADERS {
-            return Err(FaultError::Protocol(format!("expected RequestHeaders, got 0x{:02x}", event.type_byte)));
+            return Err(FaultError::Protocol(format!(
+                "expected RequestHeaders, got 0x{:02x}",
+                event.type_byte
+            )));
         }
         let request_id = json_payload(&event)?["request_id"].as_u64().unwrap_or(0);
         let misbehaved = Instant::now();
@@ -304,7 +462,13 @@ impl<'a> Cases<'a> {
         drop(kept);
         self.world.proxy.wait_unregistered(&id, PROMPTLY).await?;
         let Ok((status, headers, _)) = answer else {
-            return Ok(Finding::new(false, format!("no answer: {}", answer.err().map_or(String::new(), |e| e.to_string()))));
+            return Ok(Finding::new(
+                false,
+                format!(
+                    "no answer: {}",
+                    answer.err().map_or(String::new(), |e| e.to_string())
+                ),
+            ));
         };
         let by_upstream = headers.contains_key(UPSTREAM_HEADER);
         let timely = if ending != Ending::StaysOpen {
@@ -314,7 +478,15 @@ impl<'a> Cases<'a> {
         };
         Ok(Finding::new(
             status == StatusCode::SERVICE_UNAVAILABLE && !by_upstream && timely,
-            format!("{status} after {}{}", seconds(after), if by_upstream { ", by the upstream!" } else { "" }),
+            format!(
+                "{status} after {}{}",
+                seconds(after),
+                if by_upstream {
+                    ", by the upstream!"
+                } else {
+                    ""
+                }
+            ),
         ))
     }
 
@@ -327,7 +499,9 @@ impl<'a> Cases<'a> {
         let mut conn = RawConnection::connect(self.socket).await?;
         let answer = conn.register(id, Duration::from_secs(10)).await?;
         if answer["accepted"] != true {
-            return Err(FaultError::Protocol(format!("registration of {id} refused: {answer}")));
+            return Err(FaultError::Protocol(format!(
+                "registration of {id} refused: {answer}"
+            )));
         }
         Ok(conn)
     }
@@ -339,14 +513,25 @@ impl<'a> Cases<'a> {
         let _ = conn.send(bytes).await;
         let (closed, frames) = conn.read_until_closed(PROMPTLY).await;
         let code = error_code(&frames);
-        let accepted = frames.iter().any(|f| json_payload(f).is_ok_and(|v| v["accepted"] == true));
+        let accepted = frames
+            .iter()
+            .any(|f| json_payload(f).is_ok_and(|v| v["accepted"] == true));
         Ok(Finding::new(
             closed && !accepted && started.elapsed() < PROMPTLY,
-            format!("{} after {}, answer {}", closed_word(closed), seconds(started.elapsed()), code.unwrap_or_else(|| "none".into())),
+            format!(
+                "{} after {}, answer {}",
+                closed_word(closed),
+                seconds(started.elapsed()),
+                code.unwrap_or_else(|| "none".into())
+            ),
         ))
     }
 
-    async fn expect_registered_then_closed(&self, id: &str, bytes: &[u8]) -> Result<Finding, FaultError> {
+    async fn expect_registered_then_closed(
+        &self,
+        id: &str,
+        bytes: &[u8],
+    ) -> Result<Finding, FaultError> {
         let mut conn = RawConnection::connect(self.socket).await?;
         conn.send(bytes).await?;
         let answer = read_registration_answer(&mut conn).await;
@@ -354,24 +539,40 @@ impl<'a> Cases<'a> {
         let gone = self.world.proxy.wait_unregistered(id, PROMPTLY).await;
         Ok(Finding::new(
             answer.as_ref().is_ok_and(|a| a["accepted"] == true) && gone.is_ok(),
-            format!("{}, {}", describe_answer(&answer), if gone.is_ok() { "removed" } else { "still listed" }),
+            format!(
+                "{}, {}",
+                describe_answer(&answer),
+                if gone.is_ok() {
+                    "removed"
+                } else {
+                    "still listed"
+                }
+            ),
         ))
     }
 
     async fn four_gib_claim(&self) -> Result<Finding, FaultError> {
         let (rss_before, _) = self.world.proxy.resources()?;
-        let finding = self.expect_refused(&[0xff, 0xff, 0xff, 0xff, types::REGISTRATION_REQUEST]).await?;
+        let finding = self
+            .expect_refused(&[0xff, 0xff, 0xff, 0xff, types::REGISTRATION_REQUEST])
+            .await?;
         let (rss_after, _) = self.world.proxy.resources()?;
         let growth = rss_after.saturating_sub(rss_before);
         Ok(Finding::new(
             finding.passed && growth < ALLOCATION_CEILING,
-            format!("{}; proxy RSS {}", finding.observed, crate::report::mib(growth as i64)),
+            format!(
+                "{}; proxy RSS {}",
+                finding.observed,
+                crate::report::mib(growth as i64)
+            ),
         ))
     }
 }
 
 async fn read_registration_answer(conn: &mut RawConnection) -> Result<Value, FaultError> {
-    let frame = conn.read_frame(Duration::from_secs(10), "a RegistrationResponse").await?;
+    let frame = conn
+        .read_frame(Duration::from_secs(10), "a RegistrationResponse")
+        .await?;
     json_payload(&frame)
 }
 
@@ -385,12 +586,17 @@ fn describe_answer(answer: &Result<Value, FaultError>) -> String {
 
 /// Sends Ping nonce 42 and expects Pong 42.
 async fn ping_pong(conn: &mut RawConnection) -> Finding {
-    if let Err(e) = conn.send(&frame_bytes(types::PING, br#"{"nonce": 42}"#)).await {
+    if let Err(e) = conn
+        .send(&frame_bytes(types::PING, br#"{"nonce": 42}"#))
+        .await
+    {
         return Finding::new(false, e.to_string());
     }
     match conn.read_frame(PROMPTLY, "a Pong").await {
         Ok(frame) if frame.type_byte == types::PONG => {
-            let nonce = json_payload(&frame).map(|v| v["nonce"].clone()).unwrap_or_default();
+            let nonce = json_payload(&frame)
+                .map(|v| v["nonce"].clone())
+                .unwrap_or_default();
             Finding::new(nonce == 42, format!("Pong nonce {nonce}"))
         }
         Ok(frame) => Finding::new(false, format!("got type 0x{:02x}", frame.type_byte)),

@@ -21,12 +21,17 @@ const BOTH_BACK: &str = "both restarted";
 
 /// Runs the scenario.
 pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
-    let mut world = harness.world(&ProxySettings::new(WAF_AGENT_AND_ROUTE)).await?;
+    let mut world = harness
+        .world(&ProxySettings::new(WAF_AGENT_AND_ROUTE))
+        .await?;
     let mut a = harness.waf(&world, "waf-a", 2)?;
     let mut b = harness.waf(&world, "waf-b", 2)?;
     world
         .proxy
-        .wait_registered(&[("waf-a", a.pid(), 2), ("waf-b", b.pid(), 2)], REGISTER_PATIENCE)
+        .wait_registered(
+            &[("waf-a", a.pid(), 2), ("waf-b", b.pid(), 2)],
+            REGISTER_PATIENCE,
+        )
         .await?;
     let phase_hold = harness.hold(Duration::from_secs(5), Duration::from_secs(2));
     let spec = LoadSpec::steady(WAF_PREFIX, Duration::from_secs(300));
@@ -68,7 +73,10 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     b.respawn()?;
     world
         .proxy
-        .wait_registered(&[("waf-a", a.pid(), 2), ("waf-b", b.pid(), 2)], REGISTER_PATIENCE)
+        .wait_registered(
+            &[("waf-a", a.pid(), 2), ("waf-b", b.pid(), 2)],
+            REGISTER_PATIENCE,
+        )
         .await?;
     let registered_at = Instant::now();
     hold(phase_hold).await;
@@ -76,8 +84,14 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
 
     let mut report = Report::new("kill");
     report.phases = result.tallies();
-    report.fact("requests in flight on waf-a when it was killed", caught.to_string());
-    report.fact("proxy dropped the killed process's connections after", seconds(detected));
+    report.fact(
+        "requests in flight on waf-a when it was killed",
+        caught.to_string(),
+    );
+    report.fact(
+        "proxy dropped the killed process's connections after",
+        seconds(detected),
+    );
     report.fact("restarted process registered after", seconds(one_back));
     if let Some(d) = result.first_failure_after(both_killed_at) {
         report.fact("both killed: first 503 after", seconds(d));
@@ -95,7 +109,11 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     report.fact("proxy agent failures by reason", failure_reasons(&metrics));
 
     let steady = result.tally_of(STEADY);
-    report.check("steady: no request fails", steady.failed() == 0 && steady.sent > 0, format!("{} of {} failed", steady.failed(), steady.sent));
+    report.check(
+        "steady: no request fails",
+        steady.failed() == 0 && steady.sent > 0,
+        format!("{} of {} failed", steady.failed(), steady.sent),
+    );
     let one = result.tally_of(ONE_KILLED);
     report.check(
         "one of two killed: requests in flight on it are retried on the other (no failure)",
@@ -113,18 +131,27 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     report.check(
         "both killed: every request fails closed with 503",
         closed.sent > 0 && closed.unavailable == closed.sent,
-        format!("{} sent, {} answered 503, {} allowed", closed.sent, closed.unavailable, closed.allowed),
+        format!(
+            "{} sent, {} answered 503, {} allowed",
+            closed.sent, closed.unavailable, closed.allowed
+        ),
     );
     report.check(
         "both restarted: no failure once registered",
         result.failures_between(registered_at, Instant::now()) == 0,
-        format!("{} failed", result.failures_between(registered_at, Instant::now())),
+        format!(
+            "{} failed",
+            result.failures_between(registered_at, Instant::now())
+        ),
     );
     Ok(world.finish(report))
 }
 
 /// Waits until `/agents` shows requests in flight on `agent_id`; returns how many.
-async fn wait_in_flight(world: &crate::scenarios::World, agent_id: &str) -> Result<u64, FaultError> {
+async fn wait_in_flight(
+    world: &crate::scenarios::World,
+    agent_id: &str,
+) -> Result<u64, FaultError> {
     let started = Instant::now();
     loop {
         let n = world.proxy.in_flight_of(agent_id).await?;
@@ -132,7 +159,10 @@ async fn wait_in_flight(world: &crate::scenarios::World, agent_id: &str) -> Resu
             return Ok(n);
         }
         if started.elapsed() > REGISTER_PATIENCE {
-            return Err(FaultError::timeout(format!("requests in flight on {agent_id}"), REGISTER_PATIENCE));
+            return Err(FaultError::timeout(
+                format!("requests in flight on {agent_id}"),
+                REGISTER_PATIENCE,
+            ));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

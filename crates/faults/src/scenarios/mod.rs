@@ -85,7 +85,12 @@ impl Harness {
     }
 
     /// Starts a WAF agent process `agent_id` with `connections` connections to `world`'s proxy.
-    pub fn waf(&self, world: &World, agent_id: &str, connections: usize) -> Result<Supervised, FaultError> {
+    pub fn waf(
+        &self,
+        world: &World,
+        agent_id: &str,
+        connections: usize,
+    ) -> Result<Supervised, FaultError> {
         WafAgent {
             binary: &self.binaries.waf_agent,
             socket: &world.proxy.addresses().socket,
@@ -131,7 +136,9 @@ impl World {
         report.check(
             "the proxy process is still running",
             running.is_ok(),
-            running.err().map_or("running".to_string(), |e| e.to_string()),
+            running
+                .err()
+                .map_or("running".to_string(), |e| e.to_string()),
         );
     }
 }

@@ -29,11 +29,16 @@ struct Restart {
 
 /// Runs the scenario.
 pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
-    let mut world = harness.world(&ProxySettings::new(WAF_AGENT_AND_ROUTE)).await?;
+    let mut world = harness
+        .world(&ProxySettings::new(WAF_AGENT_AND_ROUTE))
+        .await?;
     let a = harness.waf(&world, "waf-a", 2)?;
     let b = harness.waf(&world, "waf-b", 2)?;
     let agents = [("waf-a", a.pid(), 2), ("waf-b", b.pid(), 2)];
-    world.proxy.wait_registered(&agents, REGISTER_PATIENCE).await?;
+    world
+        .proxy
+        .wait_registered(&agents, REGISTER_PATIENCE)
+        .await?;
     let load = Load::start(
         LoadSpec::steady(WAF_PREFIX, Duration::from_secs(300)),
         world.proxy.addresses().http,
@@ -61,7 +66,11 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         describe(&mut report, &result, r);
     }
     let steady = result.tally_of(STEADY);
-    report.check("steady: no request fails", steady.sent > 0 && steady.failed() == 0, format!("{} of {} failed", steady.failed(), steady.sent));
+    report.check(
+        "steady: no request fails",
+        steady.sent > 0 && steady.failed() == 0,
+        format!("{} of {} failed", steady.failed(), steady.sent),
+    );
     for r in &restarts {
         let phase = result.tally_of(r.name);
         report.check(
@@ -78,7 +87,11 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         );
     }
     let after = result.tally_of(AFTER);
-    report.check("after: no request fails", after.sent > 0 && after.failed() == 0, format!("{} of {} failed", after.failed(), after.sent));
+    report.check(
+        "after: no request fails",
+        after.sent > 0 && after.failed() == 0,
+        format!("{} of {} failed", after.failed(), after.sent),
+    );
     drop((a, b));
     Ok(world.finish(report))
 }
@@ -91,7 +104,10 @@ async fn restart(
 ) -> Result<Restart, FaultError> {
     let started = Instant::now();
     let healthy_after = world.proxy.restart(signal).await?;
-    world.proxy.wait_registered(agents, REREGISTER_PATIENCE).await?;
+    world
+        .proxy
+        .wait_registered(agents, REREGISTER_PATIENCE)
+        .await?;
     Ok(Restart {
         name,
         signal,
@@ -102,14 +118,23 @@ async fn restart(
 }
 
 fn describe(report: &mut Report, result: &LoadResult, r: &Restart) {
-    let signal = if r.signal == libc::SIGKILL { "SIGKILL" } else { "SIGTERM" };
-    report.fact(format!("{signal}: proxy healthy again after"), seconds(r.healthy_after));
+    let signal = if r.signal == libc::SIGKILL {
+        "SIGKILL"
+    } else {
+        "SIGTERM"
+    };
+    report.fact(
+        format!("{signal}: proxy healthy again after"),
+        seconds(r.healthy_after),
+    );
     report.fact(
         format!("{signal}: all agents registered again after"),
         seconds(r.registered_at - r.started),
     );
     report.fact(
         format!("{signal}: first allowed request after"),
-        result.first_allowed_after(r.started).map_or("never".into(), seconds),
+        result
+            .first_allowed_after(r.started)
+            .map_or("never".into(), seconds),
     );
 }

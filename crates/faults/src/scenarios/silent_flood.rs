@@ -50,7 +50,10 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         .wait_registered(&[("waf-b", probe.pid(), 2)], REGISTER_PATIENCE)
         .await?;
     probe.kill().await?;
-    world.proxy.wait_unregistered("waf-b", REGISTER_PATIENCE).await?;
+    world
+        .proxy
+        .wait_unregistered("waf-b", REGISTER_PATIENCE)
+        .await?;
     hold(Duration::from_secs(2)).await;
 
     load.phase(FLOOD);
@@ -89,13 +92,22 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
 
     let mut report = Report::new("silent-flood");
     report.phases = result.tallies();
-    report.fact(format!("{SILENT_CONNECTIONS} silent connections opened in"), seconds(opened));
+    report.fact(
+        format!("{SILENT_CONNECTIONS} silent connections opened in"),
+        seconds(opened),
+    );
     report.fact(
         "pending handshakes when the agent started (proxy metric) / after",
         format!("{pending} / {}", seconds(all_pending)),
     );
-    report.fact("agent registration (2 connections), no flood", seconds(baseline));
-    report.fact("agent registration (2 connections), under the flood", seconds(under_flood));
+    report.fact(
+        "agent registration (2 connections), no flood",
+        seconds(baseline),
+    );
+    report.fact(
+        "agent registration (2 connections), under the flood",
+        seconds(under_flood),
+    );
     report.fact(
         "silent connections closed by the proxy / time from the flood's start",
         format!("{closed} / {}", seconds(all_closed_after)),
@@ -106,13 +118,20 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         format!("{pending} pending"),
     );
     report.check(
-        format!("a real agent registers promptly under the flood (≤ {})", seconds(PROMPT)),
+        format!(
+            "a real agent registers promptly under the flood (≤ {})",
+            seconds(PROMPT)
+        ),
         under_flood <= PROMPT,
         seconds(under_flood),
     );
     for phase in [BASELINE, FLOOD, AFTER] {
         let t = result.tally_of(phase);
-        report.check(format!("{phase}: no request fails"), t.sent > 0 && t.failed() == 0, format!("{} of {} failed", t.failed(), t.sent));
+        report.check(
+            format!("{phase}: no request fails"),
+            t.sent > 0 && t.failed() == 0,
+            format!("{} of {} failed", t.failed(), t.sent),
+        );
     }
     report.check(
         "every silent connection is closed by the proxy after the handshake timeout",

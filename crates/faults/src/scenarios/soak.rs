@@ -15,7 +15,7 @@ use crate::report::{mib, seconds, Report};
 use crate::scenarios::{hold, Harness, REGISTER_PATIENCE, WAF_AGENT_AND_ROUTE, WAF_PREFIX};
 
 /// Largest accepted growth of the proxy's resident memory after the warm-up.
-pub const RSS_GROWTH_LIMIT: u64 = 8 * 1024 * 1024;
+pub const RSS_GROWTH_LIMIT: u64 = 4 * 1024 * 1024;
 
 /// Largest accepted growth of the proxy's open descriptors after the warm-up.
 pub const FD_GROWTH_LIMIT: u64 = 4;
@@ -33,16 +33,30 @@ struct Sample {
 
 /// Runs the scenario for `duration`.
 pub async fn run(harness: &Harness, duration: Duration) -> Result<Report, FaultError> {
-    let mut world = harness.world(&ProxySettings::new(WAF_AGENT_AND_ROUTE)).await?;
-    let mut agents: Vec<Supervised> = vec![harness.waf(&world, "waf-a", 2)?, harness.waf(&world, "waf-b", 2)?];
+    let mut world = harness
+        .world(&ProxySettings::new(WAF_AGENT_AND_ROUTE))
+        .await?;
+    let mut agents: Vec<Supervised> = vec![
+        harness.waf(&world, "waf-a", 2)?,
+        harness.waf(&world, "waf-b", 2)?,
+    ];
     world
         .proxy
-        .wait_registered(&[("waf-a", agents[0].pid(), 2), ("waf-b", agents[1].pid(), 2)], REGISTER_PATIENCE)
+        .wait_registered(
+            &[("waf-a", agents[0].pid(), 2), ("waf-b", agents[1].pid(), 2)],
+            REGISTER_PATIENCE,
+        )
         .await?;
     let mut spec = LoadSpec::steady(WAF_PREFIX, duration + Duration::from_secs(60));
     spec.max_requests = 50_000_000;
-    let load = Load::start(spec, world.proxy.addresses().http, "steady load, agents reconnecting");
-    let warm_up = (duration / 5).max(Duration::from_secs(10)).min(duration / 2);
+    let load = Load::start(
+        spec,
+        world.proxy.addresses().http,
+        "steady load, agents reconnecting",
+    );
+    let warm_up = (duration / 5)
+        .max(Duration::from_secs(10))
+        .min(duration / 2);
     let started = Instant::now();
     let mut samples = Vec::new();
     let mut cycles = 0usize;
@@ -76,7 +90,14 @@ pub async fn run(harness: &Harness, duration: Duration) -> Result<Report, FaultE
         "samples (s: RSS MiB / fds)",
         samples
             .iter()
-            .map(|s| format!("{:.0}: {:.1}/{}", s.at.as_secs_f64(), s.rss as f64 / 1048576.0, s.fds))
+            .map(|s| {
+                format!(
+                    "{:.0}: {:.1}/{}",
+                    s.at.as_secs_f64(),
+                    s.rss as f64 / 1048576.0,
+                    s.fds
+                )
+            })
             .collect::<Vec<_>>()
             .join(", "),
     );
@@ -85,11 +106,29 @@ pub async fn run(harness: &Harness, duration: Duration) -> Result<Report, FaultE
         (Some(first), Some(last)) if after_warm_up.len() >= 2 => {
             let rss_growth = last.rss as i64 - first.rss as i64;
             let fd_growth = last.fds as i64 - first.fds as i64;
-            let window = format!("from {:.0} s to {:.0} s", first.at.as_secs_f64(), last.at.as_secs_f64());
-            report.fact(format!("RSS growth {window}"), format!("{} ({:.1} → {:.1} MiB)", mib(rss_growth), first.rss as f64 / 1048576.0, last.rss as f64 / 1048576.0));
-            report.fact(format!("fd growth {window}"), format!("{fd_growth:+} ({} → {})", first.fds, last.fds));
+            let window = format!(
+                "from {:.0} s to {:.0} s",
+                first.at.as_secs_f64(),
+                last.at.as_secs_f64()
+            );
+            report.fact(
+                format!("RSS growth {window}"),
+                format!(
+                    "{} ({:.1} → {:.1} MiB)",
+                    mib(rss_growth),
+                    first.rss as f64 / 1048576.0,
+                    last.rss as f64 / 1048576.0
+                ),
+            );
+            report.fact(
+                format!("fd growth {window}"),
+                format!("{fd_growth:+} ({} → {})", first.fds, last.fds),
+            );
             report.check(
-                format!("RSS growth after warm-up ≤ {}", mib(RSS_GROWTH_LIMIT as i64)),
+                format!(
+                    "RSS growth after warm-up ≤ {}",
+                    mib(RSS_GROWTH_LIMIT as i64)
+                ),
                 rss_growth <= RSS_GROWTH_LIMIT as i64,
                 mib(rss_growth),
             );
@@ -102,12 +141,19 @@ pub async fn run(harness: &Harness, duration: Duration) -> Result<Report, FaultE
         _ => report.check(
             "at least two samples after the warm-up",
             false,
-            format!("{} samples, warm-up {}", after_warm_up.len(), seconds(warm_up)),
+            format!(
+                "{} samples, warm-up {}",
+                after_warm_up.len(),
+                seconds(warm_up)
+            ),
         ),
     }
     let t = &report.phases[0].1;
     let (sent, failed) = (t.sent, t.failed());
-    report.fact("failed requests (caught on a killed agent and not recovered by the retry)", format!("{failed} of {sent}"));
+    report.fact(
+        "failed requests (caught on a killed agent and not recovered by the retry)",
+        format!("{failed} of {sent}"),
+    );
     report.check(
         "requests keep being served: ≤ 0.1 % fail",
         sent > 0 && failed * 1000 <= sent,

@@ -21,7 +21,9 @@ const AGENT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the scenario.
 pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
-    let mut world = harness.world(&ProxySettings::new(WAF_AGENT_AND_ROUTE)).await?;
+    let mut world = harness
+        .world(&ProxySettings::new(WAF_AGENT_AND_ROUTE))
+        .await?;
     let agent = harness.waf(&world, "waf-a", 2)?;
     world
         .proxy
@@ -48,7 +50,10 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     hold(harness.hold(Duration::from_secs(6), Duration::from_secs(4))).await;
     let ended_at = Instant::now();
     let result = load.finish().await;
-    let connections_after = world.proxy.connections_of("waf-a", Some(agent.pid())).await?;
+    let connections_after = world
+        .proxy
+        .connections_of("waf-a", Some(agent.pid()))
+        .await?;
 
     let mut report = Report::new("stop");
     report.phases = result.tallies();
@@ -67,26 +72,43 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         "resumed: last failure completed after",
         last_failure.map_or("none".into(), seconds),
     );
-    report.fact("connections of the agent after SIGCONT", connections_after.to_string());
+    report.fact(
+        "connections of the agent after SIGCONT",
+        connections_after.to_string(),
+    );
     let metrics = world.proxy.metrics().await.unwrap_or_default();
     report.fact("proxy agent failures by reason", failure_reasons(&metrics));
 
     // The steady phase ends with the requests caught by the stop; those time out.
     let steady = result.failures_between(load_started, stopped_at);
     let steady_sent = result.tally_of(STEADY).sent;
-    report.check("steady: no request fails before the stop", steady_sent > 0 && steady == 0, format!("{steady} of {steady_sent} failed"));
+    report.check(
+        "steady: no request fails before the stop",
+        steady_sent > 0 && steady == 0,
+        format!("{steady} of {steady_sent} failed"),
+    );
     // Requests sent while it is stopped and still waiting at SIGCONT are answered by it then.
     let stopped = result.completed_between(stopped_at, resumed_at);
     report.check(
         "stopped: every request answered before SIGCONT fails closed with 503, none allowed",
         stopped.sent > 0 && stopped.unavailable == stopped.sent,
-        format!("{} sent, {} answered 503, {} allowed, {} other failures", stopped.sent, stopped.unavailable, stopped.allowed, stopped.failed() - stopped.unavailable),
+        format!(
+            "{} sent, {} answered 503, {} allowed, {} other failures",
+            stopped.sent,
+            stopped.unavailable,
+            stopped.allowed,
+            stopped.failed() - stopped.unavailable
+        ),
     );
     let range = result.failure_latency_range(STOPPED);
     report.check(
         "stopped: each 503 comes after the agent timeout (2 s), neither earlier nor much later",
-        range.is_some_and(|(lo, hi)| lo >= AGENT_TIMEOUT.mul_f64(0.95) && hi <= AGENT_TIMEOUT + Duration::from_secs(2)),
-        range.map_or("no failure".into(), |(lo, hi)| format!("{} to {}", seconds(lo), seconds(hi))),
+        range.is_some_and(|(lo, hi)| {
+            lo >= AGENT_TIMEOUT.mul_f64(0.95) && hi <= AGENT_TIMEOUT + Duration::from_secs(2)
+        }),
+        range.map_or("no failure".into(), |(lo, hi)| {
+            format!("{} to {}", seconds(lo), seconds(hi))
+        }),
     );
     // Requests sent while the agent was stopped fail up to one agent timeout after SIGCONT;
     // after that, nothing may fail.
@@ -95,7 +117,10 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     report.check(
         "resumed: recovers (first allowed within 3 s) and nothing fails from 3 s after SIGCONT",
         recovery.is_some_and(|d| d <= Duration::from_secs(3)) && late == 0,
-        format!("first allowed after {}, {late} failures after settling", recovery.map_or("never".into(), seconds)),
+        format!(
+            "first allowed after {}, {late} failures after settling",
+            recovery.map_or("never".into(), seconds)
+        ),
     );
     report.check(
         "resumed: the agent keeps its connections (no reconnect needed)",

@@ -133,10 +133,10 @@ impl Load {
     }
 
     /// Stops the workers (requests in flight finish or time out) and returns every sample.
-    pub async fn finish(self) -> LoadResult {
+    pub async fn finish(mut self) -> LoadResult {
         self.stop.cancel();
         let mut samples = Vec::new();
-        for worker in self.workers {
+        for worker in std::mem::take(&mut self.workers) {
             // A worker task only ends by returning its samples; a panic would be a bug here.
             if let Ok(mine) = worker.await {
                 samples.extend(mine);
@@ -150,6 +150,14 @@ impl Load {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         LoadResult { names, samples }
+    }
+}
+
+impl Drop for Load {
+    /// A load abandoned without [`Load::finish`] (a scenario that failed half-way) stops too,
+    /// instead of loading the next scenario's proxy until its time runs out.
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 

@@ -42,7 +42,11 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     // Requests sent from now on cannot be answered; those already in flight are in the
     // previous phase.
     load.phase(STOPPED);
-    hold(harness.hold(Duration::from_secs(8), Duration::from_secs(4))).await;
+    // Requests sent just before the stop hang until their timeout, and the next ones sent
+    // then until SIGCONT: the stop lasts at least 2.5 agent timeouts so that a whole round
+    // of requests sent while it is stopped times out before SIGCONT. It stays below two
+    // heartbeat intervals (20 s), so the proxy keeps the connections.
+    hold(harness.hold(Duration::from_secs(8), Duration::from_secs(5))).await;
 
     load.phase(RESUMED);
     agent.resume()?;

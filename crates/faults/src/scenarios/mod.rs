@@ -1,0 +1,149 @@
+//! The fault scenarios, each an async function from a [`Harness`] to a [`Report`]: `kill`,
+//! `stop`, `restart`, `silent_flood`, `frames` and `soak`. A scenario builds its own world
+//! (temp dir, upstream, `sentinel` process, agent processes), injects its fault under load,
+//! and checks its expectation; it returns `Err` only when the harness itself could not do its
+//! job (a binary missing, a port taken). The shared pieces of a world live here.
+
+pub mod frames;
+pub mod kill;
+pub mod restart;
+pub mod silent_flood;
+pub mod soak;
+pub mod stop;
+
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::agents::WafAgent;
+use crate::binaries::Binaries;
+use crate::error::FaultError;
+use crate::process::Supervised;
+use crate::proxy::{Proxy, ProxySettings};
+use crate::report::Report;
+use crate::sys::Cores;
+use crate::upstream::Upstream;
+
+/// How long an agent process may take to register: generous, the machine has two shared cores.
+pub const REGISTER_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The logical agent `waf` (ids `waf-*`, request headers, 2 s timeout, fail-closed) on the
+/// route `/waf/`: the route every scenario's load goes through.
+pub const WAF_AGENT_AND_ROUTE: &str = r#"
+agents {
+    agent "waf" { agent-ids "waf-*"; events "request_headers"; timeout-ms 2000; failure-mode "closed"; }
+}
+routes {
+    route "waf" { matches { path-prefix "/waf/"; }; upstream "backend"; agents "waf"; }
+}
+"#;
+
+/// Path prefix of the WAF route.
+pub const WAF_PREFIX: &str = "/waf";
+
+/// What every scenario runs with.
+#[derive(Debug, Clone)]
+pub struct Harness {
+    /// The binaries under test.
+    pub binaries: Binaries,
+    /// Where the proxy and the rest run.
+    pub cores: Cores,
+    /// The short (CI) form: shorter holds, same checks.
+    pub short: bool,
+}
+
+impl Harness {
+    /// `full` in the full form, `short` in the short one.
+    pub fn hold(&self, full: Duration, short: Duration) -> Duration {
+        if self.short {
+            short
+        } else {
+            full
+        }
+    }
+
+    /// A temp dir, the upstream and a started proxy with `settings`.
+    pub async fn world(&self, settings: &ProxySettings) -> Result<World, FaultError> {
+        let dir = tempfile::Builder::new()
+            .prefix("sentinel-faults-")
+            .tempdir()
+            .map_err(|e| FaultError::io("creating a temp dir", e))?;
+        let upstream = Upstream::start().await?;
+        let proxy = Proxy::start(
+            &self.binaries.sentinel,
+            dir.path(),
+            settings,
+            upstream.address(),
+            Some(self.cores.proxy),
+        )
+        .await?;
+        Ok(World {
+            dir,
+            upstream,
+            proxy,
+        })
+    }
+
+    /// Starts a WAF agent process `agent_id` with `connections` connections to `world`'s proxy.
+    pub fn waf(
+        &self,
+        world: &World,
+        agent_id: &str,
+        connections: usize,
+    ) -> Result<Supervised, FaultError> {
+        WafAgent {
+            binary: &self.binaries.waf_agent,
+            socket: &world.proxy.addresses().socket,
+            agent_id,
+            connections,
+            cpu: Some(self.cores.others),
+            log_dir: world.dir.path(),
+        }
+        .spawn()
+    }
+}
+
+/// One scenario's processes and files. Dropping it kills the proxy (agents are dropped by
+/// the scenario) and removes the temp dir.
+pub struct World {
+    /// Logs, configuration, the agents' socket.
+    pub dir: TempDir,
+    /// The upstream (and witness of wrongly allowed requests).
+    pub upstream: Upstream,
+    /// The proxy.
+    pub proxy: Proxy,
+}
+
+impl World {
+    /// Adds the final checks ([`World::final_checks`]) and returns the report; when it failed,
+    /// the temp dir with every process's log is kept and named in the report.
+    pub fn finish(mut self, mut report: Report) -> Report {
+        self.final_checks(&mut report);
+        if !report.passed() {
+            let World { dir, proxy, .. } = self;
+            drop(proxy);
+            report.fact("logs kept in", dir.keep().display().to_string());
+        }
+        report
+    }
+
+    /// Adds the checks every scenario ends with: the proxy is still running and no must-block
+    /// request was wrongly allowed.
+    pub fn final_checks(&mut self, report: &mut Report) {
+        report.upstream_wrongly_allowed = self.upstream.wrongly_allowed();
+        report.check_nothing_wrongly_allowed();
+        let running = self.proxy.check_running();
+        report.check(
+            "the proxy process is still running",
+            running.is_ok(),
+            running
+                .err()
+                .map_or("running".to_string(), |e| e.to_string()),
+        );
+    }
+}
+
+/// Sleeps `d`.
+pub async fn hold(d: Duration) {
+    tokio::time::sleep(d).await;
+}

@@ -10,6 +10,7 @@
 
 mod decision;
 mod http;
+mod peers;
 mod report;
 mod roles;
 mod storm;
@@ -60,6 +61,8 @@ enum Mode {
         #[arg(long, default_value_t = 1000)]
         agents: usize,
     },
+    /// Side by side with nginx and HAProxy (issue 9): plain proxy, header check, body check.
+    Peers(peers::PeersArgs),
     #[command(hide = true)]
     Agent {
         #[arg(long)]
@@ -106,6 +109,9 @@ enum Mode {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Mode::Peers(args) = cli.mode {
+        return peers::main(args, cli.runs, cli.quick, cli.no_build);
+    }
     match cli.mode {
         Mode::Agent {
             connect,

@@ -100,7 +100,8 @@ pub struct Latency {
 pub fn write_wrk_script(path: &Path, shape: &RequestShape) -> anyhow::Result<()> {
     let mut script = format!("wrk.method = \"{}\"\n", shape.method());
     for (name, value) in &shape.headers {
-        script.push_str(&format!("wrk.headers[{}] = {}\n", lua(name), lua(value)));
+        // The spaces keep `[ [==[` from reading as a long string opener.
+        script.push_str(&format!("wrk.headers[ {} ] = {}\n", lua(name), lua(value)));
     }
     if let Some(body) = &shape.body {
         script.push_str(&format!(
@@ -188,6 +189,8 @@ pub fn latency(
         "-q".into(),
         format!("{:.0}", rate.max(1.0)),
         "--latency-correction".into(),
+        // Requests in flight at the deadline finish and count, instead of being errors.
+        "-w".into(),
         "-m".into(),
         shape.method().into(),
     ];
@@ -324,6 +327,19 @@ mod tests {
         let bad = format!("{ok}  Non-2xx or 3xx responses: 5\n");
         assert!(parse_wrk(&bad).is_err());
         assert!(parse_wrk("garbage").is_err());
+    }
+
+    #[test]
+    fn wrk_script_has_no_accidental_long_strings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.lua");
+        let shape = RequestShape::for_check(Check::Body, "tok");
+        write_wrk_script(&path, &shape).expect("written");
+        let script = std::fs::read_to_string(&path).expect("readable");
+        assert!(script.starts_with("wrk.method = \"POST\"\n"));
+        assert!(!script.contains("[[") && !script.contains("]]"), "{script}");
+        assert!(script.contains("wrk.headers[ [==[authorization]==] ] = [==[Bearer tok]==]"));
+        assert!(script.contains("wrk.body = [==[comment="));
     }
 
     #[test]

@@ -247,7 +247,7 @@ pub fn tree_cpu_time(pid: u32) -> anyhow::Result<Duration> {
 }
 
 /// Every live descendant of `root`, from the parent ids in `/proc/*/stat`.
-fn descendants(root: u32) -> Vec<u32> {
+pub fn descendants(root: u32) -> Vec<u32> {
     let mut parents = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {

@@ -133,6 +133,19 @@ pub struct Running {
     _helpers: Vec<Proc>,
 }
 
+impl Drop for Running {
+    /// Kills the proxy's children first: nginx's worker outlives a SIGKILLed master (and would
+    /// keep the port); the proxy itself and the helpers are killed by their own drops.
+    fn drop(&mut self) {
+        for pid in super::measure::descendants(self.proxy.pid()) {
+            // SAFETY: kill has no memory preconditions; the pid is a child of our own child.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 impl Running {
     /// Where this system serves `check`, if it can make that check.
     pub fn endpoint(&self, check: Check) -> Option<&Endpoint> {

@@ -315,12 +315,27 @@ mod tests {
     #[test]
     fn dot_segments_are_found_in_every_spelling() {
         for path in [
-            "/.", "/..", "/a/./b", "/a/../b", "/a/%2e/b", "/a/%2E%2e", "/a/.%2E/b", "/a/%2e.",
+            "/.",
+            "/..",
+            "/a/./b",
+            "/a/../b",
+            "/a/%2e/b",
+            "/a/%2E%2e",
+            "/a/.%2E/b",
+            "/a/%2e.",
         ] {
             assert!(has_dot_segment(path), "{path}");
         }
         for path in [
-            "/", "/a/b", "/a/.../b", "/a/.b", "/a/b./c", "/a/%2e%2e%2e", "/a/%2ex", "/a/%2", "/%",
+            "/",
+            "/a/b",
+            "/a/.../b",
+            "/a/.b",
+            "/a/b./c",
+            "/a/%2e%2e%2e",
+            "/a/%2ex",
+            "/a/%2",
+            "/%",
         ] {
             assert!(!has_dot_segment(path), "{path}");
         }

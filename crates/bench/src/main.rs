@@ -11,6 +11,7 @@
 mod decision;
 mod http;
 mod python_agent;
+mod peers;
 mod report;
 mod roles;
 mod storm;
@@ -63,6 +64,8 @@ enum Mode {
     },
     /// The Python SDK's agent beside the Rust SDK's: round trip and decisions/s, as ratios.
     Python,
+    /// Side by side with nginx and HAProxy (issue 9): plain proxy, header check, body check.
+    Peers(peers::PeersArgs),
     #[command(hide = true)]
     Agent {
         #[arg(long)]
@@ -109,6 +112,9 @@ enum Mode {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Mode::Peers(args) = cli.mode {
+        return peers::main(args, cli.runs, cli.quick, cli.no_build);
+    }
     match cli.mode {
         Mode::Agent {
             connect,

@@ -125,6 +125,11 @@ impl AgentChain {
         })
     }
 
+    /// Whether the route consults no agent at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
     /// The Cancel reason sent to agents still expecting events if the request ends now.
     pub(crate) fn set_end_reason(&mut self, reason: &'static str) {
         self.end_reason = reason;

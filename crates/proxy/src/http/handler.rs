@@ -133,9 +133,19 @@ fn request_host(parts: &Parts) -> Result<Option<String>, StatusCode> {
 /// (400): a prefix route must not be escaped by a path the upstream would normalise elsewhere.
 fn has_dot_segment(path: &str) -> bool {
     path.split('/').any(|segment| {
-        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
-        decoded == "." || decoded == ".."
+        // Compared in place: one or two dots, each written `.` or `%2e` (either case).
+        let (first, rest) = take_dot(segment.as_bytes());
+        first && (rest.is_empty() || matches!(take_dot(rest), (true, [])))
     })
+}
+
+/// Whether `bytes` starts with `.` or `%2e`/`%2E`, and what follows it.
+fn take_dot(bytes: &[u8]) -> (bool, &[u8]) {
+    match bytes {
+        [b'.', rest @ ..] => (true, rest),
+        [b'%', b'2', b'e' | b'E', rest @ ..] => (true, rest),
+        _ => (false, bytes),
+    }
 }
 
 async fn proxy(
@@ -192,22 +202,25 @@ async fn exchange(
             }
         }
     }
-    let info = RequestInfo {
-        method: parts.method.to_string(),
-        uri: parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_string(),
-        version: format!("{:?}", parts.version),
-        client_addr: client.to_string(),
-        route: route.name.clone(),
-        has_body: !body.is_end_stream(),
-    };
-    chain
-        .request_headers(&info, &mut headers)
-        .await
-        .map_err(Failure::Stopped)?;
+    // A route without agents skips building the event's strings (five allocations a request).
+    if !chain.is_empty() {
+        let info = RequestInfo {
+            method: parts.method.to_string(),
+            uri: parts
+                .uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_string(),
+            version: format!("{:?}", parts.version),
+            client_addr: client.to_string(),
+            route: route.name.clone(),
+            has_body: !body.is_end_stream(),
+        };
+        chain
+            .request_headers(&info, &mut headers)
+            .await
+            .map_err(Failure::Stopped)?;
+    }
     let request_body = if chain.wants_body() {
         check_declared_length(&headers, route, Phase::Request)?;
         let inspected = inspect(
@@ -292,5 +305,39 @@ fn fix_length<B>(headers: &mut HeaderMap, inspected: &Inspected<B>) {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(total));
     } else if inspected.replaced {
         headers.remove(CONTENT_LENGTH);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_dot_segment;
+
+    #[test]
+    fn dot_segments_are_found_in_every_spelling() {
+        for path in [
+            "/.",
+            "/..",
+            "/a/./b",
+            "/a/../b",
+            "/a/%2e/b",
+            "/a/%2E%2e",
+            "/a/.%2E/b",
+            "/a/%2e.",
+        ] {
+            assert!(has_dot_segment(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/a/b",
+            "/a/.../b",
+            "/a/.b",
+            "/a/b./c",
+            "/a/%2e%2e%2e",
+            "/a/%2ex",
+            "/a/%2",
+            "/%",
+        ] {
+            assert!(!has_dot_segment(path), "{path}");
+        }
     }
 }

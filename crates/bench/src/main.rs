@@ -10,8 +10,8 @@
 
 mod decision;
 mod http;
-mod python_agent;
 mod peers;
+mod python_agent;
 mod report;
 mod roles;
 mod storm;

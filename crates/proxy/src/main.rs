@@ -2,6 +2,10 @@
 //! limit, and runs the proxy (or checks a configuration, runs the demo, or shows a running
 //! proxy's agents and status as tables). Everything else lives in the library.
 
+/// mimalloc: glibc's malloc and free were 5–6% of the proxy's CPU per request (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -84,7 +88,13 @@ fn main() -> std::process::ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let mut builder = if one_cpu {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")

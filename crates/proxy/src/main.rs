@@ -2,6 +2,10 @@
 //! limit, and runs the proxy (or checks a configuration, runs the demo, or shows a running
 //! proxy's agents and status as tables). Everything else lives in the library.
 
+/// mimalloc: glibc's malloc and free were 5–6% of the proxy's CPU per request (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;

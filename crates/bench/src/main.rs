@@ -162,7 +162,11 @@ fn main() -> anyhow::Result<()> {
     let cores = sys::Cores::detect();
     let needs_binaries = matches!(cli.mode, Mode::All | Mode::Http { .. } | Mode::Storm { .. });
     if needs_binaries && !cli.no_build {
-        build_binaries(&exe)?;
+        // Benchmarks 3 and 4 start these (`cargo run -p sentinel-bench` builds only its own).
+        sys::build_binaries(
+            &exe,
+            &["sentinel", "sentinel-agent-echo", "sentinel-agent-waf"],
+        )?;
     }
     print_machine(cores, cli.runs);
     let started = Instant::now();
@@ -218,36 +222,6 @@ fn main() -> anyhow::Result<()> {
         "targets met: {met}, missed: {missed}; took {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    Ok(())
-}
-
-/// Builds the binaries benchmark 3 and 4 start (`cargo run -p sentinel-bench` builds only
-/// this package's).
-fn build_binaries(exe: &std::path::Path) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let profile_release = exe
-        .parent()
-        .and_then(|p| p.file_name())
-        .is_some_and(|n| n == "release");
-    let mut command = std::process::Command::new(cargo);
-    command.args([
-        "build",
-        "--quiet",
-        "-p",
-        "sentinel",
-        "-p",
-        "sentinel-agent-echo",
-        "-p",
-        "sentinel-agent-waf",
-        "--bins",
-    ]);
-    if profile_release {
-        command.arg("--release");
-    }
-    let status = command.status().context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build of the sentinel and agent binaries failed");
-    }
     Ok(())
 }
 

@@ -217,6 +217,28 @@ pub fn wait_until(
     }
 }
 
+/// Builds the binaries of `packages` in the profile of `exe` (the running bench), so that the
+/// suite starts what it measures: `cargo run -p sentinel-bench` builds only its own package.
+pub fn build_binaries(exe: &std::path::Path, packages: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let release = exe
+        .parent()
+        .and_then(|p| p.file_name())
+        .is_some_and(|n| n == "release");
+    let mut command = Command::new(cargo);
+    command.args(["build", "--quiet", "--bins"]);
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    if release {
+        command.arg("--release");
+    }
+    if !command.status().context("running cargo build")?.success() {
+        bail!("cargo build of {} failed", packages.join(", "));
+    }
+    Ok(())
+}
+
 /// A free loopback TCP port (bound, then released).
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

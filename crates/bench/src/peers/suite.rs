@@ -46,7 +46,10 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let bin_dir = exe.parent().context("no binary directory")?.to_path_buf();
     if !settings.no_build {
-        build_binaries(&exe)?;
+        sys::build_binaries(
+            &exe,
+            &["sentinel", "sentinel-agent-auth", "sentinel-agent-waf"],
+        )?;
     }
     let cores = Cores::detect();
     let dir = tempfile::tempdir()?;
@@ -547,32 +550,4 @@ fn load_average() -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Builds the release binaries the suite starts (`sentinel` and the auth and waf agents).
-fn build_binaries(exe: &std::path::Path) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let release = exe
-        .parent()
-        .and_then(|p| p.file_name())
-        .is_some_and(|n| n == "release");
-    let mut command = std::process::Command::new(cargo);
-    command.args([
-        "build",
-        "--quiet",
-        "-p",
-        "sentinel",
-        "-p",
-        "sentinel-agent-auth",
-        "-p",
-        "sentinel-agent-waf",
-        "--bins",
-    ]);
-    if release {
-        command.arg("--release");
-    }
-    if !command.status().context("running cargo build")?.success() {
-        bail!("cargo build of sentinel and the agents failed");
-    }
-    Ok(())
 }

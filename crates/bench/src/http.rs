@@ -108,6 +108,30 @@ admin {{ address "127.0.0.1:{admin}"; }}
 }
 
 /// A blocking `GET path` on `address`; the body.
+/// Starts the `sentinel` binary of `bin_dir` on `cpu` with `config`, and waits (at most
+/// `limit`) until its admin address answers `/health` and `also_ready` holds.
+pub fn spawn_sentinel(
+    cpu: usize,
+    bin_dir: &Path,
+    config: &Path,
+    admin: SocketAddr,
+    limit: Duration,
+    also_ready: impl Fn() -> bool,
+) -> anyhow::Result<Proc> {
+    let mut proxy = Proc::spawn(
+        "sentinel",
+        cpu,
+        &bin_dir.join("sentinel"),
+        &["--config".into(), config.display().to_string()],
+        &[],
+    )?;
+    sys::wait_until("sentinel /health", limit, || {
+        proxy.check_alive()?;
+        Ok(http_get(admin, "/health").is_ok() && also_ready())
+    })?;
+    Ok(proxy)
+}
+
 pub fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
     let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -155,18 +179,15 @@ pub fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         ],
         &[],
     )?;
-    let mut proxy = Proc::spawn(
-        "sentinel",
-        settings.cores.proxy,
-        &settings.bin_dir.join("sentinel"),
-        &["--config".into(), config_path.display().to_string()],
-        &[],
-    )?;
     let admin_addr = SocketAddr::from(([127, 0, 0, 1], admin));
-    sys::wait_until("sentinel /health", Duration::from_secs(15), || {
-        proxy.check_alive()?;
-        Ok(http_get(admin_addr, "/health").is_ok())
-    })?;
+    let mut proxy = spawn_sentinel(
+        settings.cores.proxy,
+        &settings.bin_dir,
+        &config_path,
+        admin_addr,
+        Duration::from_secs(15),
+        || true,
+    )?;
     let connect = format!("unix:{}", dir.path().join("agents.sock").display());
     let agent_args = |id: &str| -> Vec<String> {
         vec![

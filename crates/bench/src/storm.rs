@@ -14,9 +14,9 @@ use sentinel_agent_protocol::{Frame, FrameCodec, MessageType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::Encoder;
 
-use crate::http::{agent_connections, http_get};
+use crate::http::{agent_connections, spawn_sentinel};
 use crate::report::{Row, Target};
-use crate::sys::{self, Cores, Proc};
+use crate::sys::{self, Cores};
 
 /// Settings of benchmark 4.
 pub struct Settings {
@@ -157,19 +157,16 @@ async fn one_run(settings: &Settings) -> anyhow::Result<RunResult> {
         &config_path,
         config(dir.path(), http, admin, settings.agents),
     )?;
-    let mut proxy = Proc::spawn(
-        "sentinel",
-        settings.cores.proxy,
-        &settings.bin_dir.join("sentinel"),
-        &["--config".into(), config_path.display().to_string()],
-        &[],
-    )?;
     let admin_addr = SocketAddr::from(([127, 0, 0, 1], admin));
     let socket = dir.path().join("agents.sock");
-    sys::wait_until("sentinel /health", Duration::from_secs(15), || {
-        proxy.check_alive()?;
-        Ok(http_get(admin_addr, "/health").is_ok() && socket.exists())
-    })?;
+    let mut proxy = spawn_sentinel(
+        settings.cores.proxy,
+        &settings.bin_dir,
+        &config_path,
+        admin_addr,
+        Duration::from_secs(15),
+        || socket.exists(),
+    )?;
     // Let start-up allocations settle before the baseline RSS.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_before = sys::rss_bytes(proxy.pid())?;

@@ -14,7 +14,7 @@ use anyhow::Context;
 
 use super::check::BODY_PATTERN;
 use super::tools::Tools;
-use crate::http::{agent_connections, http_get};
+use crate::http::{agent_connections, spawn_sentinel};
 use crate::sys::{self, Cores, Proc};
 
 /// A system under test.
@@ -236,18 +236,15 @@ admin {{ address "127.0.0.1:{admin}"; }}
     }]);
     std::fs::write(&rules, rule.to_string())?;
 
-    let mut proxy = Proc::spawn(
-        "sentinel",
-        shared.cores.proxy,
-        &shared.bin_dir.join("sentinel"),
-        &["--config".into(), config_path.display().to_string()],
-        &[],
-    )?;
     let admin_addr = local(admin);
-    sys::wait_until("sentinel /health", READY_LIMIT, || {
-        proxy.check_alive()?;
-        Ok(http_get(admin_addr, "/health").is_ok())
-    })?;
+    let proxy = spawn_sentinel(
+        shared.cores.proxy,
+        &shared.bin_dir,
+        &config_path,
+        admin_addr,
+        READY_LIMIT,
+        || true,
+    )?;
     let connect = format!("unix:{}", socket.display());
     let agent = |binary: &str, id: &str, extra: &[&str]| {
         let mut list = args(&[

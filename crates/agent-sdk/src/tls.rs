@@ -3,12 +3,11 @@
 //! configuration once when the runner is built, and the server name each dial checks the
 //! proxy's certificate against. Nothing here logs or formats key material.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -39,35 +38,12 @@ pub enum TlsConfigError {
     /// Only one of certificate and key was given.
     #[error("a client certificate needs both --tls-cert and --tls-key")]
     IncompleteClientCert,
-    /// A file could not be read.
-    #[error("cannot read {what} {path}: {source}")]
-    Read {
-        /// Which flag (`--tls-ca`, `--tls-cert`, `--tls-key`).
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A certificate file holds no usable PEM certificate.
-    #[error("{what} {path} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)")]
-    NoCertificate {
-        /// Which flag.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-    },
-    /// A CA certificate was refused.
-    #[error("--tls-ca {path}: {reason}")]
-    BadCa {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// The key file holds no usable PEM private key.
-    #[error("--tls-key {0} holds no PEM private key (expected PKCS#8, PKCS#1 or SEC1)")]
-    NoKey(PathBuf),
+    /// A certificate, key or CA file cannot be used.
+    #[error(transparent)]
+    Pem(#[from] sentinel_tls::PemError),
+    /// rustls has no protocol version it can offer (a build without TLS 1.2 and 1.3).
+    #[error("no TLS protocol version is available: {0}")]
+    Protocol(String),
     /// rustls refused the client certificate and key (for example, they do not match).
     #[error("--tls-cert {cert} with --tls-key {key} cannot be used: {reason}")]
     ClientCert {
@@ -147,32 +123,17 @@ impl TlsClientConfig {
             .ca_file
             .as_ref()
             .ok_or_else(|| TlsConfigError::MissingCa(first_tls_proxy.to_string()))?;
-        let mut roots = RootCertStore::empty();
-        for ca in read_certs(ca_file, "--tls-ca")? {
-            roots.add(ca).map_err(|e| TlsConfigError::BadCa {
-                path: ca_file.clone(),
-                reason: e.to_string(),
-            })?;
-        }
+        let roots = sentinel_tls::read_roots(ca_file, "--tls-ca")?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsConfigError::BadCa {
-                path: ca_file.clone(),
-                reason: e.to_string(),
-            })?
+            .map_err(|e| TlsConfigError::Protocol(e.to_string()))?
             .with_root_certificates(roots);
         let config = match (&self.cert_file, &self.key_file) {
             (None, None) => builder.with_no_client_auth(),
             (Some(cert), Some(key)) => {
-                let chain = read_certs(cert, "--tls-cert")?;
-                let pem = std::fs::read(key).map_err(|source| TlsConfigError::Read {
-                    what: "--tls-key",
-                    path: key.clone(),
-                    source,
-                })?;
-                let private = PrivateKeyDer::from_pem_slice(&pem)
-                    .map_err(|_| TlsConfigError::NoKey(key.clone()))?;
+                let chain = sentinel_tls::read_certs(cert, "--tls-cert")?;
+                let private = sentinel_tls::read_key(key, "--tls-key")?;
                 builder.with_client_auth_cert(chain, private).map_err(|e| {
                     TlsConfigError::ClientCert {
                         cert: cert.clone(),
@@ -198,27 +159,6 @@ impl TlsClientConfig {
         ServerName::try_from(name.to_string())
             .map_err(|_| TlsConfigError::BadServerName(name.to_string()))
     }
-}
-
-fn read_certs(
-    path: &Path,
-    what: &'static str,
-) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
-    let pem = std::fs::read(path).map_err(|source| TlsConfigError::Read {
-        what,
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .collect();
-    if certs.is_empty() {
-        return Err(TlsConfigError::NoCertificate {
-            what,
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(certs)
 }
 
 #[cfg(test)]
@@ -259,7 +199,13 @@ mod tests {
             ..TlsClientConfig::default()
         };
         let err = config.connector("tls:proxy:9443").err().unwrap();
-        assert!(matches!(err, TlsConfigError::NoCertificate { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                TlsConfigError::Pem(sentinel_tls::PemError::NoCertificate { .. })
+            ),
+            "{err}"
+        );
         let config = TlsClientConfig {
             ca_file: Some(dir.path().join("missing.pem")),
             ..TlsClientConfig::default()

@@ -318,12 +318,11 @@ impl Loader<'_> {
         ReverseTls::load(files).map_err(|e| {
             // Point at the setting the problem is about.
             let at = match &e {
-                TlsError::Read { what, .. } | TlsError::NoCertificate { what, .. } => match *what {
+                TlsError::Pem(pem) => match pem.setting() {
                     "key-file" => key_node,
                     "client-ca-file" => client_ca_file.as_ref().map_or(node, |(_, n)| n),
                     _ => cert_node,
                 },
-                TlsError::NoKey(_) => key_node,
                 TlsError::ClientCa { .. } => client_ca_file.as_ref().map_or(node, |(_, n)| n),
                 TlsError::Certificate { .. } => node,
             };

@@ -5,13 +5,11 @@
 //! handshake task. Nothing here logs or formats key material.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 /// The files of a `tls { … }` block, as written in the configuration (relative paths already
@@ -30,28 +28,9 @@ pub struct TlsFiles {
 /// Why the TLS files cannot be used. Messages name files, never key contents.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// A file could not be read.
-    #[error("cannot read {what} {path}: {source}")]
-    Read {
-        /// Which setting (`cert-file`, `key-file`, `client-ca-file`).
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A certificate file holds no usable PEM certificate.
-    #[error("{what} {path} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)")]
-    NoCertificate {
-        /// Which setting.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-    },
-    /// The key file holds no usable PEM private key. The parser's detail is left out on
-    /// purpose: it could quote the file.
-    #[error("key-file {0} holds no PEM private key (expected PKCS#8, PKCS#1 or SEC1: -----BEGIN PRIVATE KEY-----)")]
-    NoKey(PathBuf),
+    /// A certificate, key or CA file cannot be used.
+    #[error(transparent)]
+    Pem(#[from] sentinel_tls::PemError),
     /// rustls refused the certificate and key (for example, the key does not match).
     #[error("cert-file {cert} with key-file {key} cannot be used: {source}")]
     Certificate {
@@ -83,8 +62,8 @@ impl ReverseTls {
     /// Reads and checks every file of `files`.
     pub fn load(files: TlsFiles) -> Result<ReverseTls, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let certs = read_certs(&files.cert_file, "cert-file")?;
-        let key = read_key(&files.key_file)?;
+        let certs = sentinel_tls::read_certs(&files.cert_file, "cert-file")?;
+        let key = sentinel_tls::read_key(&files.key_file, "key-file")?;
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|source| TlsError::Certificate {
@@ -94,13 +73,7 @@ impl ReverseTls {
             })?;
         let builder = match &files.client_ca_file {
             Some(path) => {
-                let mut roots = RootCertStore::empty();
-                for ca in read_certs(path, "client-ca-file")? {
-                    roots.add(ca).map_err(|e| TlsError::ClientCa {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
-                }
+                let roots = sentinel_tls::read_roots(path, "client-ca-file")?;
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                         .build()
@@ -154,33 +127,6 @@ impl PartialEq for ReverseTls {
     fn eq(&self, other: &ReverseTls) -> bool {
         self.files == other.files
     }
-}
-
-fn read_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
-        what,
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .collect();
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate {
-            what,
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(certs)
-}
-
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
-        what: "key-file",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| TlsError::NoKey(path.to_path_buf()))
 }
 
 /// The TLS configuration in force, swapped whole by a reload.

@@ -177,7 +177,7 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn registrations_get_the_validators_answer_and_leave_nothing_behind(wire in registration_wire()) {
+    fn registrations_get_the_contracts_answer_and_leave_nothing_behind(wire in registration_wire()) {
         let checked = fuzz_support::run(check_registration(&wire));
         prop_assert!(checked.is_ok(), "{:?} for {:?}", checked, String::from_utf8_lossy(&wire));
     }

@@ -13,6 +13,7 @@
 //! `test-util`), so timeouts and heartbeats elapse at once and a run is deterministic.
 
 mod harness;
+mod oracle;
 mod registration;
 mod script;
 mod session;

@@ -2,7 +2,7 @@
 //! built from the pieces that matter (version, id, token, allowlist, encodings, frame type),
 //! then optionally damaged, through the real handshake on two connections; and registered
 //! agents playing generated scripts while requests are in flight. The invariants are those of
-//! `sentinel::fuzzing`. `SENTINEL_PROPTEST_CASES` raises the case count of each property.
+//! `sentinel::fuzzing`. `SENTINEL_PROPTEST_CASES` raises the case count of each property (it cannot lower it).
 
 mod fuzz_support;
 

@@ -40,10 +40,19 @@ pub fn run<F: std::future::Future>(future: F) -> F::Output {
     output
 }
 
-/// Proptest cases per property: `SENTINEL_PROPTEST_CASES` or `default`.
+/// Proptest cases per property: `default`, or more with `SENTINEL_PROPTEST_CASES`. The variable
+/// can only raise the count: a value below the default (0 included) or one that is not a number
+/// fails the test, so a stray setting cannot turn a property into a test that proves nothing.
 pub fn cases(default: u32) -> u32 {
-    std::env::var("SENTINEL_PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    let Ok(value) = std::env::var("SENTINEL_PROPTEST_CASES") else {
+        return default;
+    };
+    match value.trim().parse::<u32>() {
+        Ok(cases) if cases >= default => cases,
+        Ok(cases) => panic!(
+            "SENTINEL_PROPTEST_CASES={cases} is below this property's {default} cases: \
+             it may only raise the count"
+        ),
+        Err(_) => panic!("SENTINEL_PROPTEST_CASES={value:?} is not a whole number of cases"),
+    }
 }

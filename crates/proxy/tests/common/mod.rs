@@ -165,15 +165,32 @@ impl TestAgent {
         self.framed.get_mut().write_all(bytes).await.expect("write");
     }
 
-    /// The next message, or `None` once the proxy closed the connection. Fails after 10 s.
+    /// The next message, or `None` once the proxy closed the connection (end of stream, or a
+    /// reset because it closed with our bytes unread). Fails after 10 s, and fails when the
+    /// proxy sends bytes that are not a well-formed frame: that is a bug, not a close.
     pub async fn recv(&mut self) -> Option<Message> {
         let next = tokio::time::timeout(Duration::from_secs(10), self.framed.next())
             .await
             .expect("a frame or EOF within 10 s");
         match next {
             Some(Ok(frame)) => Some(Message::from_frame(&frame, self.encoding).expect("decodes")),
-            Some(Err(_)) | None => None,
+            None => None,
+            Some(Err(ProtocolError::Io(e))) if is_a_close(&e) => None,
+            Some(Err(e)) => panic!("the proxy sent something that is not a well-formed frame: {e}"),
         }
+    }
+
+    /// Every byte the proxy still sends until it closes the connection, unparsed (for a peer
+    /// that does not speak the protocol, such as a plain-TCP client on a TLS port).
+    pub async fn rest_of_stream(mut self) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut bytes = self.framed.read_buffer().to_vec();
+        let read = self.framed.get_mut().read_to_end(&mut bytes);
+        // A reset after the last byte is still the end of the stream.
+        let _ = tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("the proxy closes the connection within 10 s");
+        bytes
     }
 
     /// The next message that is not a Ping (Pings are answered).
@@ -218,4 +235,13 @@ pub fn request_with_token(agent_id: &str, token: Option<&str>) -> RegistrationRe
     let mut request = RegistrationRequest::new(agent_id);
     request.auth_token = token.map(AuthToken::new);
     request
+}
+
+/// Whether a read error only says the peer closed the connection.
+fn is_a_close(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(
+        error.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
 }

@@ -118,7 +118,15 @@ async fn a_permanent_refusal_never_hot_loops() {
         ),
         "{refusal:?}"
     );
-    for event in &events {
+    let backoffs: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, RunnerEvent::Backoff { .. }))
+        .collect();
+    assert!(
+        !backoffs.is_empty(),
+        "no backoff after a permanent refusal: {events:?}"
+    );
+    for event in backoffs {
         if let RunnerEvent::Backoff {
             delay, permanent, ..
         } = event

@@ -155,22 +155,32 @@ async fn row1_oversized_and_garbage_first_frames() {
         // Zero length.
         let mut agent = proxy.dial(via).await;
         agent.send_raw(&[0, 0, 0, 0]).await;
-        assert!(matches!(
-            agent.recv().await,
-            Some(Message::RegistrationResponse(_))
-        ));
+        assert_refused_as_invalid_request(agent.recv().await);
         agent.expect_closed().await;
         // Random bytes that happen to form a plausible length.
         let mut agent = proxy.dial(via).await;
         agent.send_raw(&[0, 0, 0, 3, 0x01, 0xff, 0xfe]).await;
-        assert!(matches!(
-            agent.recv().await,
-            Some(Message::RegistrationResponse(_))
-        ));
+        assert_refused_as_invalid_request(agent.recv().await);
         agent.expect_closed().await;
     }
     // The proxy is unharmed: a real agent still registers.
     let (_agent, _) = proxy.register(Via::Uds, "waf-1").await;
+}
+
+fn assert_refused_as_invalid_request(answer: Option<Message>) {
+    match answer {
+        Some(Message::RegistrationResponse(response)) => assert!(
+            matches!(
+                *response,
+                RegistrationResponse::Rejected {
+                    error: RegistrationErrorCode::InvalidRequest,
+                    ..
+                }
+            ),
+            "{response:?}"
+        ),
+        other => panic!("expected an invalid_request refusal, got {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -336,12 +336,19 @@ async fn heartbeat_pings_idle_connections_and_closes_dead_ones() {
         }
         (pings, pong_seen, alive)
     });
-    // The dead agent reads the ping but never answers: closed within two intervals of it.
+    // The dead agent reads the ping but never answers: closed when the next interval ends,
+    // instead of being pinged again (an order, not a wall-clock bound, decides it; the bound
+    // below only tells "closed by the heartbeat" from "never closed" on a loaded machine).
     let started = Instant::now();
     assert!(matches!(dead.recv().await, Some(Message::Ping(_))));
-    dead.expect_closed().await;
+    while let Some(message) = dead.recv().await {
+        assert!(
+            matches!(message, Message::GoAway(_)),
+            "a connection that missed its pong must be closed, not sent {message:?}"
+        );
+    }
     let took = started.elapsed();
-    assert!(took < heartbeat * 3, "dead peer detected after {took:?}");
+    assert!(took < heartbeat * 20, "dead peer detected after {took:?}");
     let (pings, pong_seen, _alive) = answering.await.unwrap();
     assert!(
         pings >= 3,
@@ -473,13 +480,24 @@ async fn agent_go_away_closes_the_connection_after_its_grace_and_frees_the_slot(
         .send(
             GoAway {
                 reason: "restart".into(),
-                grace_ms: 300,
+                // Far longer than the test: the close below must come from the request ending.
+                grace_ms: 60_000,
             }
             .into(),
         )
         .await;
+    // The proxy has taken the GoAway in once it marks the connection draining.
+    let pool = proxy.pool.clone();
+    common::eventually(
+        move || {
+            pool.snapshot()
+                .iter()
+                .all(|a| a.connections.iter().all(|c| c.draining))
+        },
+        "the connection to be marked draining",
+    )
+    .await;
     // Idle after the held request ends: the proxy closes, and the id may register again.
-    tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         proxy.pool.connection_count(),
         1,

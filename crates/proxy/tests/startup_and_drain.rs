@@ -97,11 +97,15 @@ async fn a_connection_accepted_before_shutdown_is_answered_not_reset() {
     let mut early = TcpStream::connect(http).await.expect("listening");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let shutdown = tokio::spawn(proxy.shutdown());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        TcpStream::connect(http).await.is_err(),
-        "new connections are refused once shutdown began"
-    );
+    // New connections are refused once shutdown began (waited for, not slept on).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(http).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new connections are still accepted 5 s after shutdown began"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     early
         .write_all(b"GET /late HTTP/1.1\r\nhost: example.com\r\n\r\n")
         .await

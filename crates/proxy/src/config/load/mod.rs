@@ -1,0 +1,124 @@
+//! The KDL loader: reads one file (KDL v2, or v1 as the original design writes it) into a
+//! validated [`Config`]. Unknown directives, wrong types, dangling references and missing
+//! secrets are errors that name the file, line and column.
+//!
+//! This module owns the file as a whole: reading it, choosing the KDL dialect, and mapping
+//! error positions back to the text as written. Each top-level block has its own module with
+//! the table of directives it accepts; [`nodes`] holds what they share. Defaults are the
+//! model's `Default` impls, not the loader's business.
+
+mod admin;
+mod agents;
+mod dialect;
+mod listeners;
+mod nodes;
+mod references;
+mod reverse_listener;
+mod routes;
+mod tls;
+mod top_level;
+mod upstreams;
+mod values;
+
+use std::path::{Path, PathBuf};
+
+use kdl::KdlDocument;
+
+use self::dialect::{upgrade_v1_keywords, Upgraded};
+use self::values::Reader;
+use super::error::{ConfigError, Source};
+use super::Config;
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read the configuration file: {e}"),
+    })?;
+    parse(&text, path)
+}
+
+/// Parses configuration text; `path` names it in errors and anchors relative file paths.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let reader = Reader {
+        source: Source { file: path, text },
+    };
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let v2_error = match KdlDocument::parse_v2(text) {
+        Ok(document) => return Loader::new(&reader, base).document(&document),
+        Err(e) => e,
+    };
+    if let Some(upgraded) = upgrade_v1_keywords(text) {
+        if let Ok(document) = KdlDocument::parse_v2(&upgraded.text) {
+            let upgraded_reader = Reader {
+                source: Source {
+                    file: path,
+                    text: &upgraded.text,
+                },
+            };
+            return Loader::new(&upgraded_reader, base)
+                .document(&document)
+                .map_err(|e| relocate(e, &reader, &upgraded_reader, &upgraded));
+        }
+    }
+    match KdlDocument::parse(text) {
+        Ok(document) => Loader::new(&reader, base).document(&document),
+        Err(_) => Err(syntax_error(&reader, &v2_error)),
+    }
+}
+
+fn syntax_error(reader: &Reader<'_>, error: &kdl::KdlError) -> ConfigError {
+    let first = error.diagnostics.first();
+    let offset = first.map_or(0, |d| d.span.offset());
+    let message = first
+        .and_then(|d| d.message.clone().or_else(|| d.help.clone()))
+        .unwrap_or_else(|| "this is not valid KDL".into());
+    reader
+        .source
+        .error_at(offset, format!("invalid KDL: {message}"))
+}
+
+/// Moves an error found in the upgraded text back to its place in the text as written.
+fn relocate(
+    error: ConfigError,
+    original: &Reader<'_>,
+    upgraded_reader: &Reader<'_>,
+    upgraded: &Upgraded,
+) -> ConfigError {
+    if error.line == 0 {
+        return error;
+    }
+    match upgraded_reader.source.offset_of(error.line, error.column) {
+        Some(offset) => original
+            .source
+            .error_at(upgraded.original_offset(offset), error.message),
+        None => error,
+    }
+}
+
+/// One parsed document being turned into a [`Config`]: the typed-value reader for its text,
+/// and the directory relative file paths in it are resolved against.
+pub(super) struct Loader<'a> {
+    reader: &'a Reader<'a>,
+    base: PathBuf,
+}
+
+impl<'a> Loader<'a> {
+    fn new(reader: &'a Reader<'a>, base: PathBuf) -> Loader<'a> {
+        Loader { reader, base }
+    }
+
+    fn document(&self, document: &KdlDocument) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        self.directives(
+            document.nodes(),
+            "the top level",
+            top_level::DIRECTIVES,
+            &mut config,
+        )?;
+        self.check_references(document, &config)?;
+        Ok(config)
+    }
+}

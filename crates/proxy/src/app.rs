@@ -231,7 +231,7 @@ impl RunningProxy {
     /// Installs an already validated configuration.
     pub fn apply(&self, new: Config) -> ReloadReport {
         let old = self.state.config();
-        let needs_restart = restart_only_changes(&old, &new);
+        let needs_restart = old.restart_only_changes(&new);
         for setting in &needs_restart {
             tracing::warn!(
                 setting,
@@ -324,51 +324,4 @@ async fn bind(what: &str, address: SocketAddr) -> Result<TcpListener, StartError
             address,
             source,
         })
-}
-
-fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
-    let mut changed = Vec::new();
-    let reverse = |c: &Config| {
-        c.reverse_listener.as_ref().map(|r| {
-            (
-                r.path.clone(),
-                r.tcp_address,
-                r.max_connections_per_agent,
-                r.max_agent_connections,
-                r.failed_registrations,
-                r.handshake_timeout,
-                r.max_pending_handshakes,
-                r.max_frame_length,
-                r.peer_filter.clone(),
-            )
-        })
-    };
-    if reverse(old) != reverse(new) {
-        changed.push("reverse-listener (sockets, limits, peer filter)".to_string());
-    }
-    let pool = |c: &Config| {
-        (
-            c.pool.heartbeat_interval,
-            c.pool.write_timeout,
-            c.pool.default_max_in_flight,
-            c.pool.max_in_flight_limit,
-        )
-    };
-    if pool(old) != pool(new) {
-        changed.push("reverse-listener agent connection settings".to_string());
-    }
-    // Certificates reload in place; turning TLS on or off changes what the socket speaks.
-    let tls_on = |c: &Config| c.reverse_listener.as_ref().is_some_and(|r| r.tls.is_some());
-    if tls_on(old) != tls_on(new) {
-        changed.push("reverse-listener tls (turned on or off)".to_string());
-    }
-    if old.listeners != new.listeners {
-        changed.push("listeners".to_string());
-    }
-    // The admin token is read per request, so a reload rotates it; only the socket is fixed.
-    let admin_address = |c: &Config| c.admin.as_ref().map(|a| a.address);
-    if admin_address(old) != admin_address(new) {
-        changed.push("admin address".to_string());
-    }
-    changed
 }

@@ -5,6 +5,7 @@
 mod error;
 mod load;
 mod model;
+mod restart;
 
 pub use error::ConfigError;
 pub use load::{load, parse};

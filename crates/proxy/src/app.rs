@@ -52,6 +52,18 @@ pub struct ReloadReport {
     pub tls_reloaded: bool,
 }
 
+/// Why a reload was refused; the running configuration keeps serving either way.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The proxy was started from a configuration built in code: there is no file to re-read.
+    #[error("<built-in>: this proxy was started without a configuration file")]
+    NoConfigFile,
+    /// The file cannot be used (unreadable, invalid, or naming unusable certificates); the
+    /// error says where, as file:line:column.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
 /// A running proxy.
 pub struct RunningProxy {
     state: Arc<ProxyState>,
@@ -215,14 +227,9 @@ impl RunningProxy {
     /// is refused and the running configuration (and certificate) keeps serving; a valid one
     /// replaces it, new TLS handshakes use the new certificates, and agents whose pushed config
     /// changed get a ConfigUpdate. Connections already up are not touched.
-    pub fn reload(&self) -> Result<ReloadReport, ConfigError> {
+    pub fn reload(&self) -> Result<ReloadReport, ReloadError> {
         let Some(path) = &self.config_path else {
-            return Err(ConfigError {
-                file: PathBuf::from("<built-in>"),
-                line: 0,
-                column: 0,
-                message: "this proxy was started without a configuration file".into(),
-            });
+            return Err(ReloadError::NoConfigFile);
         };
         let new = config::load(path)?;
         Ok(self.apply(new))
@@ -324,4 +331,17 @@ async fn bind(what: &str, address: SocketAddr) -> Result<TcpListener, StartError
             address,
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_without_a_file_says_so_as_before() {
+        assert_eq!(
+            ReloadError::NoConfigFile.to_string(),
+            "<built-in>: this proxy was started without a configuration file"
+        );
+    }
 }

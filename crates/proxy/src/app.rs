@@ -250,7 +250,10 @@ impl RunningProxy {
             new.reverse_listener.as_ref().and_then(|r| r.tls.clone()),
         ) {
             (Some(slot), Some(tls)) => {
-                tracing::info!(files = ?tls.files(), "reverse listener TLS certificates reloaded; new handshakes use them");
+                tracing::info!(
+                    files = ?tls.files(),
+                    "reverse listener TLS certificates reloaded; new handshakes use them"
+                );
                 slot.replace(tls);
                 true
             }

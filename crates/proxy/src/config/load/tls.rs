@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use kdl::KdlNode;
 
-use super::nodes::children;
+use super::nodes::{children, name};
 use super::Loader;
 use crate::config::ConfigError;
 use crate::reverse::{ReverseTls, TlsError, TlsFiles};
@@ -30,7 +30,7 @@ impl Loader<'_> {
             // The value is read before the name is looked up, as it always was: a bad value
             // is reported even under a misspelt name.
             let path = self.path(child)?;
-            let Some(slot) = FILES.iter().position(|file| *file == child.name().value()) else {
+            let Some(slot) = FILES.iter().position(|file| *file == name(child)) else {
                 return Err(self.unknown_among(child, "tls", &FILES));
             };
             named[slot] = Some((path, child));

@@ -17,7 +17,7 @@ use pki::{Issued, TestCa};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
-use sentinel::app::RunningProxy;
+use sentinel::app::{ReloadError, RunningProxy};
 use sentinel::pool::PoolSettings;
 use sentinel::reverse::{ReverseTls, TlsFiles};
 use sentinel::transport::BoxedStream;
@@ -376,7 +376,10 @@ async fn reload_swaps_certificates_for_new_handshakes_and_refuses_bad_ones() {
         "-----BEGIN CERTIFICATE-----\ngarbage\n",
     )
     .expect("write");
-    let err = proxy.reload().expect_err("a broken certificate is refused");
+    let err = match proxy.reload() {
+        Err(ReloadError::Config(err)) => err,
+        other => panic!("a broken certificate is refused as a file error, got {other:?}"),
+    };
     assert!(err.to_string().contains("server.crt"), "{err}");
     assert!(
         err.line > 0,

@@ -6,7 +6,9 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 
 use sentinel::pool::PoolSettings;
-use sentinel::reverse::{ListenerError, ReverseConnectionListener, ReverseListenerConfig};
+use sentinel::reverse::{
+    InvalidReverseListener, ListenerError, ReverseConnectionListener, ReverseListenerConfig,
+};
 use sentinel::AgentPool;
 use tokio_util::sync::CancellationToken;
 
@@ -93,5 +95,11 @@ async fn nothing_to_bind_is_an_error() {
         .await
         .err()
         .expect("refused");
-    assert!(matches!(err, ListenerError::NothingToBind), "{err}");
+    assert!(
+        matches!(
+            err,
+            ListenerError::Invalid(InvalidReverseListener::NothingToBind)
+        ),
+        "{err}"
+    );
 }

@@ -2,11 +2,10 @@
 //! and validates it ([`load`]). Nothing here touches running state: a reload parses into a new
 //! `Config`, and only a valid one is handed to the running proxy.
 
-mod dialect;
 mod error;
 mod load;
 mod model;
-mod values;
+mod restart;
 
 pub use error::ConfigError;
 pub use load::{load, parse};

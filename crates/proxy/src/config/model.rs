@@ -148,6 +148,91 @@ pub struct AdminConfig {
     pub token: Option<crate::admin::AdminToken>,
 }
 
+impl Default for Config {
+    /// What a file with no top-level settings means: no reverse listener, nothing routed, the
+    /// default agent connection behaviour, 30 s to drain, and HTTP listeners open at once.
+    fn default() -> Config {
+        Config {
+            reverse_listener: None,
+            pool: PoolSettings::default(),
+            listeners: Vec::new(),
+            upstreams: Vec::new(),
+            agents: Vec::new(),
+            routes: Vec::new(),
+            admin: None,
+            shutdown_grace: Duration::from_secs(30),
+            wait_for_agents: Duration::ZERO,
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    /// An unnamed group without targets and with the documented health and timeout defaults;
+    /// the loader names it and requires at least one target.
+    fn default() -> UpstreamConfig {
+        UpstreamConfig {
+            name: String::new(),
+            targets: Vec::new(),
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl EventSet {
+    /// What an agent receives when its block names no `events`: request headers only.
+    pub const REQUEST_HEADERS_ONLY: EventSet = EventSet {
+        request_headers: true,
+        request_body: false,
+        response_headers: false,
+        response_body: false,
+    };
+}
+
+impl Default for AgentConfig {
+    /// An unnamed agent; when no `agent-ids` are given the loader serves it by its own name.
+    fn default() -> AgentConfig {
+        AgentConfig {
+            name: String::new(),
+            agent_ids: Vec::new(),
+            events: EventSet::REQUEST_HEADERS_ONLY,
+            timeout: Duration::from_millis(100),
+            failure_mode: FailureMode::default(),
+            config: None,
+        }
+    }
+}
+
+impl RouteConfig {
+    /// Body bytes agents inspect when the route does not say (1 MiB).
+    pub const DEFAULT_MAX_BODY_INSPECT: usize = 1024 * 1024;
+}
+
+impl Default for RouteConfig {
+    /// An unnamed route matching everything; the loader names it and requires an upstream.
+    fn default() -> RouteConfig {
+        RouteConfig {
+            name: String::new(),
+            matches: RouteMatch::default(),
+            upstream: String::new(),
+            agents: Vec::new(),
+            max_body_inspect: RouteConfig::DEFAULT_MAX_BODY_INSPECT,
+            body_overflow: BodyOverflow::default(),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> AdminConfig {
+        AdminConfig {
+            address: AdminConfig::DEFAULT_ADDRESS,
+            token: None,
+        }
+    }
+}
+
 impl AdminConfig {
     /// Where the admin listener binds when the `admin` block names no address: loopback, so
     /// that only this machine sees it unless the operator decides otherwise.

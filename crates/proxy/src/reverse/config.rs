@@ -1,4 +1,6 @@
-//! Settings of the reverse listener, equivalent to the `reverse-listener` KDL block.
+//! Settings of the reverse listener, equivalent to the `reverse-listener` KDL block, with their
+//! defaults and the rules that make a set of them usable ([`ReverseListenerConfig::check`]).
+//! Reading them from KDL is the config loader's business; binding them is the listener's.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -64,5 +66,51 @@ impl Default for ReverseListenerConfig {
             peer_filter: PeerFilter::default(),
             tls: None,
         }
+    }
+}
+
+/// A reverse-listener setting that cannot work with the others. The text is what a user sees
+/// next to the position of the `reverse-listener` block (or its `tls` block) in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidReverseListener {
+    /// Neither a socket path nor a TCP address is configured.
+    #[error("reverse-listener needs a `path` or a `tcp-address`")]
+    NothingToBind,
+    /// TLS is configured without a TCP address to serve it on.
+    #[error("`tls` applies to the TCP listener: add a `tcp-address`")]
+    TlsWithoutTcp,
+    /// A uid/gid filter is configured without the Unix socket it filters.
+    #[error("`allowed-uids` and `allowed-gids` apply to the Unix socket: add a `path`")]
+    PeerFilterWithoutSocket,
+    /// Authentication is required but no token could ever pass it.
+    #[error("`require-auth true` needs at least one `auth-token`")]
+    AuthWithoutToken,
+}
+
+impl ReverseListenerConfig {
+    /// Whether there is something to bind, and TLS only where it can apply: what
+    /// [`crate::ReverseConnectionListener::bind`] needs.
+    pub fn check_sockets(&self) -> Result<(), InvalidReverseListener> {
+        if self.path.is_none() && self.tcp_address.is_none() {
+            return Err(InvalidReverseListener::NothingToBind);
+        }
+        if self.tls.is_some() && self.tcp_address.is_none() {
+            return Err(InvalidReverseListener::TlsWithoutTcp);
+        }
+        Ok(())
+    }
+
+    /// Every rule a configuration file must follow: [`Self::check_sockets`], and settings
+    /// that would silently do nothing (a peer filter without a socket, required
+    /// authentication without a token) are refused too.
+    pub fn check(&self) -> Result<(), InvalidReverseListener> {
+        self.check_sockets()?;
+        if self.peer_filter.is_active() && self.path.is_none() {
+            return Err(InvalidReverseListener::PeerFilterWithoutSocket);
+        }
+        if self.require_auth && self.tokens.is_empty() {
+            return Err(InvalidReverseListener::AuthWithoutToken);
+        }
+        Ok(())
     }
 }

@@ -14,7 +14,10 @@ use tokio_util::sync::CancellationToken;
 use super::handshake::{run_handshake, HandshakeContext};
 use super::pending::PendingHandshakes;
 use super::uds::{bind_uds, SocketFile};
-use super::{RegistrationStats, RegistrationValidator, Reloadable, ReverseListenerConfig, TlsSlot};
+use super::{
+    InvalidReverseListener, RegistrationStats, RegistrationValidator, Reloadable,
+    ReverseListenerConfig, TlsSlot,
+};
 use crate::pool::AgentPool;
 use crate::transport::{IncomingConnection, PeerCredentials, Transport};
 
@@ -24,12 +27,9 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenerError {
-    /// Neither a socket path nor a TCP address is configured.
-    #[error("reverse-listener needs a `path` or a `tcp-address`")]
-    NothingToBind,
-    /// TLS is configured without a TCP address to serve it on.
-    #[error("reverse-listener `tls` needs a `tcp-address`: TLS applies to the TCP listener only")]
-    TlsWithoutTcp,
+    /// The settings leave nothing to bind, or put TLS where it cannot apply.
+    #[error(transparent)]
+    Invalid(#[from] InvalidReverseListener),
     /// A live process already listens on the socket path.
     #[error("another process is already listening on {0}; stop it or choose another path")]
     AlreadyListening(PathBuf),
@@ -60,12 +60,7 @@ impl ReverseConnectionListener {
         config: ReverseListenerConfig,
         pool: AgentPool,
     ) -> Result<ReverseConnectionListener, ListenerError> {
-        if config.path.is_none() && config.tcp_address.is_none() {
-            return Err(ListenerError::NothingToBind);
-        }
-        if config.tls.is_some() && config.tcp_address.is_none() {
-            return Err(ListenerError::TlsWithoutTcp);
-        }
+        config.check_sockets()?;
         let uds = match &config.path {
             Some(path) => Some(bind_uds(path, config.socket_mode)?),
             None => None,

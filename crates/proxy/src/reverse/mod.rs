@@ -19,7 +19,7 @@ mod uds;
 mod validator;
 
 pub use auth::{TokenRule, TokenSource};
-pub use config::ReverseListenerConfig;
+pub use config::{InvalidReverseListener, ReverseListenerConfig};
 pub use listener::{ListenerError, ReverseConnectionListener};
 pub use peer::PeerFilter;
 pub use reloadable::Reloadable;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use kdl::{KdlNode, KdlValue};
 use serde_json::{Map, Value};
 
-use super::error::{ConfigError, Source};
+use crate::config::error::{ConfigError, Source};
 
 /// The longest duration any setting accepts: longer ones are typos, and deadlines computed
 /// from them must not overflow.
@@ -21,7 +21,7 @@ impl Reader<'_> {
         self.source.error_at(node.span().offset(), message)
     }
 
-    fn args<'n>(&self, node: &'n KdlNode) -> Vec<&'n KdlValue> {
+    pub(super) fn args<'n>(&self, node: &'n KdlNode) -> Vec<&'n KdlValue> {
         node.entries()
             .iter()
             .filter(|e| e.name().is_none())

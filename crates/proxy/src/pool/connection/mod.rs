@@ -214,3 +214,6 @@ impl AgentConnection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -35,6 +35,20 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> AgentStream for T {}
 pub type BoxedStream = Box<dyn AgentStream>;
 
 /// One agent connection's stream with its codec and buffers.
+///
+/// ```
+/// use sentinel_agent_protocol::io::FrameStream;
+/// use sentinel_agent_protocol::{Encoding, FrameCodec, Message, Ping};
+///
+/// # async fn example(socket: tokio::net::UnixStream) -> Result<(), sentinel_agent_protocol::ProtocolError> {
+/// let mut stream = FrameStream::new(socket, FrameCodec::new());
+/// stream.write_frame(Message::Ping(Ping { nonce: 1 }).to_frame(Encoding::Json)?).await?;
+/// let first = stream.read_frame().await?;
+/// // Whatever arrived behind `first` stays buffered in the reader.
+/// let (mut reader, writer) = stream.split();
+/// let second = reader.read_frame().await?;
+/// # drop((first, second, writer)); Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct FrameStream<S> {
     stream: S,

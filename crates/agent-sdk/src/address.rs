@@ -7,19 +7,11 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use sentinel_agent_protocol::io::BoxedStream;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::error::{AddressError, DialError};
 use crate::tls::TlsDialer;
-
-/// Any bidirectional byte stream a connection can run over.
-pub(crate) trait ProxyStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> ProxyStream for T {}
-
-/// A dialled stream with its transport erased, so Unix and TCP share one code path.
-pub(crate) type BoxedStream = Box<dyn ProxyStream>;
 
 /// Where a proxy's reverse listener can be reached.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -50,7 +42,7 @@ impl ProxyAddr {
     }
 
     /// Opens a stream to the proxy (TLS handshake included for `tls:`), giving up after
-    /// `timeout`.
+    /// `timeout`. The transport is erased, so Unix, TCP and TLS share one code path.
     pub(crate) async fn dial(
         &self,
         timeout: Duration,

@@ -5,20 +5,20 @@
 
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use sentinel_agent_protocol::io::{BoxedStream, FrameStream};
 use sentinel_agent_protocol::{
     Encoding, FrameCodec, Message, RegistrationRequest, RegistrationResponse,
 };
 use serde_json::Value;
-use tokio_util::codec::Framed;
 
-use crate::address::{BoxedStream, ProxyAddr};
+use crate::address::ProxyAddr;
 use crate::error::{DialError, RegisterError};
 use crate::tls::TlsDialer;
 
 /// A connection the proxy accepted.
 pub(crate) struct Registered {
-    pub framed: Framed<BoxedStream, FrameCodec>,
+    /// The stream, with any frames the proxy sent right behind its response still buffered.
+    pub stream: FrameStream<BoxedStream>,
     pub assigned_id: String,
     pub encoding: Encoding,
     pub config: Option<Value>,
@@ -36,14 +36,14 @@ pub(crate) async fn register(
 ) -> Result<Registered, RegisterError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let stream = proxy.dial(timeout, tls).await?;
-    let mut framed = Framed::new(stream, FrameCodec::with_max_frame_length(max_frame_length));
+    let mut stream = FrameStream::new(stream, FrameCodec::with_max_frame_length(max_frame_length));
     let frame = Message::RegistrationRequest(Box::new(request.clone())).to_frame(Encoding::Json)?;
     let exchange = async {
-        framed.send(frame).await?;
-        match framed.next().await {
-            None => Err(RegisterError::Closed),
-            Some(Err(e)) => Err(RegisterError::Protocol(e)),
-            Some(Ok(frame)) => match Message::from_frame(&frame, Encoding::Json)? {
+        stream.write_frame(frame).await?;
+        match stream.read_frame().await {
+            Ok(None) => Err(RegisterError::Closed),
+            Err(e) => Err(RegisterError::Protocol(e)),
+            Ok(Some(frame)) => match Message::from_frame(&frame, Encoding::Json)? {
                 Message::RegistrationResponse(response) => Ok(*response),
                 other => Err(RegisterError::Unexpected(other.message_type())),
             },
@@ -60,7 +60,7 @@ pub(crate) async fn register(
             encoding,
             heartbeat_interval_ms,
         } => Ok(Registered {
-            framed,
+            stream,
             assigned_id,
             encoding,
             config,

@@ -1,6 +1,6 @@
 //! Frames and the frame codec (PROTOCOL.md §1): a big-endian `u32` length counting the type
-//! byte plus the payload, the type byte, then the payload. The codec plugs into
-//! `tokio_util::codec::Framed` over any stream (Unix, TCP, TLS).
+//! byte plus the payload, the type byte, then the payload. The codec works on any stream
+//! (Unix, TCP, TLS); the proxy and the SDK use it through `crate::io` (the `tokio` feature).
 
 use std::fmt;
 

@@ -3,8 +3,9 @@
 //! This crate owns the frame codec (length-prefixed frames over any `AsyncRead`/`AsyncWrite`,
 //! via [`FrameCodec`]), the typed messages of every frame type, their two payload encodings
 //! (JSON and MessagePack), the registration error vocabulary, the agent-id syntax and the
-//! `*`/`?` pattern matcher. It owns no sockets, no timers and no policy: which connection to
-//! accept, when to ping or how to retry is decided by the proxy and the agent SDK.
+//! `*`/`?` pattern matcher. With the `tokio` feature, [`io`] adds the one type both sides use
+//! to speak frames over a stream. It owns no sockets, no timers and no policy: which connection
+//! to accept, when to ping or how to retry is decided by the proxy and the agent SDK.
 //!
 //! ```
 //! use sentinel_agent_protocol::{Encoding, Message, Ping};
@@ -19,6 +20,8 @@ mod body;
 mod encoding;
 mod error;
 mod frame;
+#[cfg(feature = "tokio")]
+pub mod io;
 mod message;
 mod messages;
 

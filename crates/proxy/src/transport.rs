@@ -1,18 +1,11 @@
 //! The byte streams agents arrive on. Unix, TCP and TLS streams are erased into one boxed type
-//! so that everything after the handshake has a single code path.
+//! (the protocol crate's, shared with the SDK) so that everything after the handshake has a
+//! single code path.
 
 use std::fmt;
 
+pub use sentinel_agent_protocol::io::{AgentStream, BoxedStream};
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncWrite};
-
-/// Any bidirectional byte stream an agent can speak over.
-pub trait AgentStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> AgentStream for T {}
-
-/// A type-erased agent stream.
-pub type BoxedStream = Box<dyn AgentStream>;
 
 /// How an agent connection reached the proxy, as reported by the admin API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

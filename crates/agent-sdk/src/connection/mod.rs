@@ -1,33 +1,28 @@
 //! One registered connection, from the RegistrationResponse to its end. A single task reads
 //! frames and owns all per-connection state (known requests, running handlers, draining); each
 //! event runs in its own handler task, at most `max_concurrent_requests` at once; a writer task
-//! owns the write half. This module answers Ping, applies Cancel/CancelAll, forwards pushed
+//! owns the write half (the protocol crate's batching writer). This module answers Ping, applies Cancel/CancelAll, forwards pushed
 //! configuration, notices a silent proxy, and drains on GoAway in either direction. It returns
 //! why the connection ended; reconnecting is the runner's job.
 
 mod handler;
 mod requests;
-mod writer;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use sentinel_agent_protocol::{
-    Encoding, Frame, FrameCodec, GoAway, Message, Ping, Pong, RegistrationRequest,
-};
+use sentinel_agent_protocol::io::{BoxedStream, FrameReader, FrameWriter, WriteError};
+use sentinel_agent_protocol::{Encoding, Frame, GoAway, Message, Ping, Pong, RegistrationRequest};
 use serde_json::Value;
-use tokio::io::ReadHalf;
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::{AbortHandle, JoinError, JoinHandle, JoinSet};
 use tokio::time::Instant;
-use tokio_util::codec::{Decoder, FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use self::handler::{Event, Finished};
 use self::requests::{Busy, RequestTable};
-use crate::address::BoxedStream;
 use crate::agent::{Agent, Cancelled};
 use crate::config::RunnerConfig;
 use crate::config_push::ConfigQueue;
@@ -47,7 +42,10 @@ pub(crate) struct Shared<A> {
     pub tls: Option<TlsDialer>,
 }
 
-type Reader = FramedRead<ReadHalf<BoxedStream>, FrameCodec>;
+/// Frames queued before the connection task waits for the writer.
+const OUTBOUND_QUEUE: usize = 256;
+
+type Reader = FrameReader<ReadHalf<BoxedStream>>;
 
 /// Serves `registered` until it ends, and says why.
 pub(crate) async fn serve<A: Agent>(
@@ -56,7 +54,7 @@ pub(crate) async fn serve<A: Agent>(
     shutdown: &CancellationToken,
 ) -> Disconnect {
     let Registered {
-        framed,
+        stream,
         assigned_id,
         encoding,
         config,
@@ -67,14 +65,12 @@ pub(crate) async fn serve<A: Agent>(
         .config_queue
         .apply(config.unwrap_or(Value::Null))
         .await;
-    let mut parts = framed.into_parts();
-    let (early, early_error) = take_buffered_frames(&mut parts.codec, &mut parts.read_buf);
-    let (read_half, write_half) = tokio::io::split(parts.io);
-    let mut reader = FramedRead::new(read_half, parts.codec);
-    *reader.read_buffer_mut() = parts.read_buf;
-    let (out, queue) = mpsc::channel(writer::QUEUE);
-    let mut writer = tokio::spawn(writer::run(
-        FramedWrite::new(write_half, parts.codec),
+    // Frames the proxy sent right behind its response are still in the reader's buffer and
+    // are its first reads.
+    let (mut reader, frames_out) = stream.split();
+    let (out, queue) = mpsc::channel(OUTBOUND_QUEUE);
+    let mut writer = tokio::spawn(write_until_closed(
+        frames_out,
         queue,
         shared.config.write_timeout,
     ));
@@ -97,21 +93,9 @@ pub(crate) async fn serve<A: Agent>(
         next_nonce: 1,
     };
     let silence = heartbeat.map(|h| h * shared.config.silent_heartbeats);
-    let mut reason = early_error;
-    for frame in &early {
-        if reason.is_some() {
-            break;
-        }
-        reason = connection.on_frame(frame).await.err();
-    }
-    let reason = match reason {
-        Some(reason) => reason,
-        None => {
-            connection
-                .run(&mut reader, &mut writer, silence, shutdown)
-                .await
-        }
-    };
+    let reason = connection
+        .run(&mut reader, &mut writer, silence, shutdown)
+        .await;
     let abandoned = if reason == Disconnect::Shutdown {
         "shutdown"
     } else {
@@ -126,20 +110,22 @@ pub(crate) async fn serve<A: Agent>(
     reason
 }
 
-/// Frames that arrived together with the RegistrationResponse are already in the buffer; a
-/// fresh `FramedRead` would only look at them once more bytes arrive, so take them out first.
-fn take_buffered_frames(
-    codec: &mut FrameCodec,
-    buffer: &mut bytes::BytesMut,
-) -> (Vec<Frame>, Option<Disconnect>) {
-    let mut frames = Vec::new();
-    loop {
-        match codec.decode(buffer) {
-            Ok(Some(frame)) => frames.push(frame),
-            Ok(None) => return (frames, None),
-            Err(e) => return (frames, Some(Disconnect::Protocol(e.to_string()))),
-        }
-    }
+/// The writer task: writes the queued frames in batches under the write timeout until the
+/// queue closes, then flushes and shuts the write half down so the proxy sees a clean end of
+/// stream. `Err` says why it stopped early.
+async fn write_until_closed(
+    writer: FrameWriter<WriteHalf<BoxedStream>>,
+    queue: mpsc::Receiver<Frame>,
+    write_timeout: Duration,
+) -> Result<(), String> {
+    let never_stopped = std::future::pending();
+    writer
+        .run(queue, write_timeout, never_stopped)
+        .await
+        .map_err(|e| match e {
+            WriteError::Failed(e) => format!("write failed: {e}"),
+            WriteError::Stalled(_) => format!("the proxy did not read for {write_timeout:?}"),
+        })
 }
 
 /// Whether, and how, the connection is winding down.
@@ -202,12 +188,12 @@ impl<A: Agent> Connection<'_, A> {
                     Ok(Err(why)) => why,
                     Err(e) => format!("the writer task failed: {e}"),
                 })),
-                item = reader.next() => match item {
-                    None if matches!(self.drain, Drain::No) => Err(Disconnect::ProxyClosed),
-                    None if matches!(self.drain, Drain::Remote { .. }) => Err(Disconnect::Drained),
-                    None => Err(Disconnect::Shutdown),
-                    Some(Err(e)) => Err(Disconnect::Protocol(e.to_string())),
-                    Some(Ok(frame)) => {
+                read = reader.read_frame() => match read {
+                    Ok(None) if matches!(self.drain, Drain::No) => Err(Disconnect::ProxyClosed),
+                    Ok(None) if matches!(self.drain, Drain::Remote { .. }) => Err(Disconnect::Drained),
+                    Ok(None) => Err(Disconnect::Shutdown),
+                    Err(e) => Err(Disconnect::Protocol(e.to_string())),
+                    Ok(Some(frame)) => {
                         last_heard = Instant::now();
                         self.on_frame(&frame).await
                     }

@@ -7,14 +7,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use sentinel_agent_protocol::io::FrameStream;
 use sentinel_agent_protocol::{
     is_valid_agent_id, Encoding, Frame, FrameCodec, Message, RegistrationErrorCode,
     RegistrationRequest, RegistrationResponse,
 };
-use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
-use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 use super::pending::PendingTicket;
@@ -69,7 +67,7 @@ impl HandshakeContext {
     }
 }
 
-type Handshaking = Framed<BoxedStream, FrameCodec>;
+type Handshaking = FrameStream<BoxedStream>;
 
 pub(crate) async fn run_handshake(
     ctx: Arc<HandshakeContext>,
@@ -105,15 +103,15 @@ pub(crate) async fn run_handshake(
     } else {
         (stream, None)
     };
-    let mut framed = Framed::with_capacity(
+    let mut framed = FrameStream::with_read_capacity(
         stream,
         FrameCodec::with_max_frame_length(ctx.max_registration_frame_length),
         HANDSHAKE_READ_BUFFER,
     );
     let mut claimed_id = String::new();
     let outcome = tokio::select! {
-        first = tokio::time::timeout_at(deadline, framed.next()) => match (first, peer_refusal) {
-            (Ok(None), _) => {
+        first = tokio::time::timeout_at(deadline, framed.read_frame()) => match (first, peer_refusal) {
+            (Ok(Ok(None)), _) => {
                 tracing::debug!(%peer, %transport, "connection closed before registering");
                 ctx.stats.handshake_finished();
                 return;
@@ -121,8 +119,8 @@ pub(crate) async fn run_handshake(
             // A refused peer is refused whatever it sent.
             (_, Some(refusal)) => Err(refusal),
             (Err(_elapsed), None) => Err(Rejection::new(RegistrationErrorCode::Timeout)),
-            (Ok(Some(Err(e))), None) => Err(Rejection { code: RegistrationErrorCode::InvalidRequest, message: e.to_string() }),
-            (Ok(Some(Ok(frame))), None) => validate(&ctx, &frame, identity.as_ref(), &peer).inspect_err(|_| {
+            (Ok(Err(e)), None) => Err(Rejection { code: RegistrationErrorCode::InvalidRequest, message: e.to_string() }),
+            (Ok(Ok(Some(frame))), None) => validate(&ctx, &frame, identity.as_ref(), &peer).inspect_err(|_| {
                 claimed_id = claimed_agent_id(&frame);
             }),
         },
@@ -292,7 +290,6 @@ async fn accept(
     }
     ctx.stats.record_accepted();
     tracing::info!(%peer, agent_id = %request.agent_id, assigned_id = %reservation.assigned_id(), %transport, %encoding, "agent registered");
-    let parts = framed.into_parts();
     let identity = ConnectionIdentity {
         assigned_id: reservation.assigned_id().to_string(),
         agent_id: request.agent_id,
@@ -302,13 +299,9 @@ async fn accept(
         metadata: request.metadata,
         encoding,
     };
-    reservation.activate(
-        identity,
-        config,
-        parts.io,
-        parts.read_buf,
-        ctx.max_frame_length,
-    );
+    // Frames the agent sent right behind its registration stay in `framed`'s buffer and are
+    // the connection's first reads.
+    reservation.activate(identity, config, framed, ctx.max_frame_length);
 }
 
 /// The agent id a refused registration claimed, for the log; empty if there is none.
@@ -343,7 +336,7 @@ async fn reject(
         message: rejection.message,
     };
     let _ = send_response(&mut framed, response, REJECTION_WRITE_TIMEOUT).await;
-    let _ = tokio::time::timeout(REJECTION_WRITE_TIMEOUT, framed.get_mut().shutdown()).await;
+    let _ = tokio::time::timeout(REJECTION_WRITE_TIMEOUT, framed.shutdown()).await;
 }
 
 async fn send_response(
@@ -354,7 +347,7 @@ async fn send_response(
     let frame = Message::from(response)
         .to_frame(Encoding::Json)
         .map_err(|e| e.to_string())?;
-    match tokio::time::timeout(limit, framed.send(frame)).await {
+    match tokio::time::timeout(limit, framed.write_frame(frame)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("peer did not read within {limit:?}")),

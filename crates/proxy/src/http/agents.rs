@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::HeaderMap;
 use sentinel_agent_protocol::{
-    Action, BodyChunk, HeaderOp, HeaderPair, RequestHeaders, ResponseHeaders,
+    Action, BodyChunk, CancelReason, HeaderOp, HeaderPair, RequestHeaders, ResponseHeaders,
 };
 
 use super::headers::{apply_ops, to_pairs, MAX_HEADER_OPS};
@@ -79,7 +79,7 @@ pub(crate) struct AgentChain {
     state: Arc<ProxyState>,
     members: Vec<Member>,
     response_ops: Vec<HeaderOp>,
-    end_reason: &'static str,
+    end_reason: CancelReason,
 }
 
 fn failure_reason(error: &DispatchError) -> &'static str {
@@ -121,7 +121,7 @@ impl AgentChain {
             state,
             members,
             response_ops: Vec::new(),
-            end_reason: "client_disconnected",
+            end_reason: CancelReason::ClientDisconnected,
         })
     }
 
@@ -131,7 +131,7 @@ impl AgentChain {
     }
 
     /// The Cancel reason sent to agents still expecting events if the request ends now.
-    pub(crate) fn set_end_reason(&mut self, reason: &'static str) {
+    pub(crate) fn set_end_reason(&mut self, reason: CancelReason) {
         self.end_reason = reason;
     }
 
@@ -385,7 +385,7 @@ impl Drop for AgentChain {
     fn drop(&mut self) {
         for member in &mut self.members {
             if let Some(request) = member.request.take() {
-                request.end(self.end_reason);
+                request.end(self.end_reason.clone());
             }
         }
     }

@@ -9,6 +9,7 @@ use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
 use http::request::Parts;
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
+use sentinel_agent_protocol::CancelReason;
 
 use super::agents::{AgentChain, Phase, RequestInfo, Stop};
 use super::body::{prefixed, streamed, BoxError, ProxyBody};
@@ -49,14 +50,16 @@ impl Failure {
     }
 
     /// The reason given in Cancel to agents still expecting events.
-    fn cancel_reason(&self) -> &'static str {
+    fn cancel_reason(&self) -> CancelReason {
         match self {
-            Failure::Stopped(Stop::Unavailable) => "agent_unavailable",
-            Failure::Stopped(_) => "blocked",
-            Failure::TooLarge(_) => "body_too_large",
-            Failure::ClientBody(_) | Failure::Stalled(Phase::Request) => "client_disconnected",
-            Failure::Stalled(Phase::Response) => "upstream_error",
-            Failure::Upstream(_) | Failure::UpstreamBody(_) => "upstream_error",
+            Failure::Stopped(Stop::Unavailable) => CancelReason::AgentUnavailable,
+            Failure::Stopped(_) => CancelReason::Blocked,
+            Failure::TooLarge(_) => CancelReason::BodyTooLarge,
+            Failure::ClientBody(_) | Failure::Stalled(Phase::Request) => {
+                CancelReason::ClientDisconnected
+            }
+            Failure::Stalled(Phase::Response) => CancelReason::UpstreamError,
+            Failure::Upstream(_) | Failure::UpstreamBody(_) => CancelReason::UpstreamError,
         }
     }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use futures::{SinkExt, StreamExt};
 use sentinel_agent_protocol::{
-    Cancel, CancelAll, Capabilities, ConfigUpdate, Encoding, Frame, FrameCodec, GoAway, Message,
-    MessageType, Ping, Pong, ProtocolError,
+    Cancel, CancelAll, CancelReason, Capabilities, ConfigUpdate, Encoding, Frame, FrameCodec,
+    GoAway, Message, MessageType, Ping, Pong, ProtocolError,
 };
 use serde_json::{Map, Value};
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
@@ -236,11 +236,8 @@ impl AgentConnection {
         queued
     }
 
-    pub(crate) fn send_cancel(&self, request_id: u64, reason: &str) {
-        let _ = self.send_control(Message::Cancel(Cancel {
-            request_id,
-            reason: reason.to_string(),
-        }));
+    pub(crate) fn send_cancel(&self, request_id: u64, reason: CancelReason) {
+        let _ = self.send_control(Message::Cancel(Cancel { request_id, reason }));
     }
 
     /// Resolves once no request is in flight, the connection closed, or `grace` passed.
@@ -281,10 +278,8 @@ impl AgentConnection {
     }
 
     /// Sends CancelAll and fails every request waiting for a reply on this connection.
-    pub(crate) fn cancel_all(&self, reason: &str) {
-        let _ = self.send_control(Message::CancelAll(CancelAll {
-            reason: reason.to_string(),
-        }));
+    pub(crate) fn cancel_all(&self, reason: CancelReason) {
+        let _ = self.send_control(Message::CancelAll(CancelAll { reason }));
         self.forget_all_replies();
     }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sentinel_agent_protocol::{
-    BodyChunk, Decision, Encoding, Frame, MessageType, ProtocolError, RequestError, RequestHeaders,
-    ResponseHeaders,
+    BodyChunk, CancelReason, Decision, Encoding, Frame, MessageType, ProtocolError, RequestError,
+    RequestHeaders, ResponseHeaders,
 };
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -183,7 +183,8 @@ impl AgentRequest {
         let timed_out = || {
             self.connection.record_timeout();
             if self.connection.forget_reply(self.request_id) {
-                self.connection.send_cancel(self.request_id, "timeout");
+                self.connection
+                    .send_cancel(self.request_id, CancelReason::Timeout);
             }
             DispatchError::Timeout {
                 agent: self.logical.clone(),
@@ -230,7 +231,7 @@ impl AgentRequest {
     }
 
     /// Tells the agent to stop working on this request (if it still is) and ends it.
-    pub fn cancel(self, reason: &str) {
+    pub fn cancel(self, reason: CancelReason) {
         if self.connection.forget_reply(self.request_id) {
             self.connection.send_cancel(self.request_id, reason);
         }
@@ -238,7 +239,7 @@ impl AgentRequest {
 
     /// Tells the agent this request is over even if no reply is awaited (it may hold state from
     /// an earlier `continue`, waiting for events that will now never come), and ends it.
-    pub fn end(self, reason: &str) {
+    pub fn end(self, reason: CancelReason) {
         self.connection.forget_reply(self.request_id);
         self.connection.send_cancel(self.request_id, reason);
     }
@@ -248,7 +249,7 @@ impl Drop for AgentRequest {
     fn drop(&mut self) {
         if self.connection.forget_reply(self.request_id) {
             self.connection
-                .send_cancel(self.request_id, "client_disconnected");
+                .send_cancel(self.request_id, CancelReason::ClientDisconnected);
         }
         self.connection.release_slot();
     }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-use sentinel_agent_protocol::RegistrationErrorCode;
+use sentinel_agent_protocol::{CancelReason, RegistrationErrorCode};
 use serde_json::Value;
 
 pub use connection::AgentConnection;
@@ -410,9 +410,10 @@ impl AgentPool {
     }
 
     /// Sends CancelAll on every connection and fails every request awaiting a reply.
-    pub fn cancel_all(&self, reason: &str) {
+    pub fn cancel_all(&self, reason: impl Into<CancelReason>) {
+        let reason = reason.into();
         for connection in self.all_connections() {
-            connection.cancel_all(reason);
+            connection.cancel_all(reason.clone());
         }
     }
 

@@ -98,6 +98,77 @@ pub enum DispatchError {
     Encode(String),
 }
 
+impl DispatchError {
+    /// What kind of failure this is, without its details.
+    pub fn reason(&self) -> DispatchFailure {
+        match self {
+            DispatchError::UnknownAgent(_) => DispatchFailure::UnknownAgent,
+            DispatchError::NoConnection(_) => DispatchFailure::NoConnection,
+            DispatchError::Saturated(_) => DispatchFailure::Saturated,
+            DispatchError::Timeout { .. } => DispatchFailure::Timeout,
+            DispatchError::ConnectionLost(_) => DispatchFailure::ConnectionLost,
+            DispatchError::Cancelled(_) => DispatchFailure::Cancelled,
+            DispatchError::Encode(_) => DispatchFailure::Encode,
+        }
+    }
+
+    /// Whether the failed event may be sent again on another connection of the same logical
+    /// agent (if the event itself allows it, see [`AgentRequest::send`]).
+    pub fn may_retry_elsewhere(&self) -> bool {
+        self.reason().may_retry_elsewhere()
+    }
+}
+
+/// The kind of a [`DispatchError`]: its `reason` label in metrics and logs, and whether the
+/// event may go to another connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DispatchFailure {
+    /// See [`DispatchError::UnknownAgent`].
+    UnknownAgent,
+    /// See [`DispatchError::NoConnection`].
+    NoConnection,
+    /// See [`DispatchError::Saturated`].
+    Saturated,
+    /// See [`DispatchError::Timeout`].
+    Timeout,
+    /// See [`DispatchError::ConnectionLost`].
+    ConnectionLost,
+    /// See [`DispatchError::Cancelled`].
+    Cancelled,
+    /// See [`DispatchError::Encode`].
+    Encode,
+}
+
+impl DispatchFailure {
+    /// The label, e.g. `connection_lost`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DispatchFailure::UnknownAgent => "unknown_agent",
+            DispatchFailure::NoConnection => "no_connection",
+            DispatchFailure::Saturated => "saturated",
+            DispatchFailure::Timeout => "timeout",
+            DispatchFailure::ConnectionLost => "connection_lost",
+            DispatchFailure::Cancelled => "cancelled",
+            DispatchFailure::Encode => "encode",
+        }
+    }
+
+    /// Only a lost connection lets the event go elsewhere: the agent never answered and can
+    /// no longer be waited for. After a timeout the agent may still be working on the event
+    /// (it was sent Cancel); a missing, saturated or unknown agent was already looked for on
+    /// every connection; a cancelled request is over; an event that cannot be encoded cannot
+    /// be encoded for another connection either.
+    pub fn may_retry_elsewhere(self) -> bool {
+        matches!(self, DispatchFailure::ConnectionLost)
+    }
+}
+
+impl std::fmt::Display for DispatchFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One HTTP request's conversation with one logical agent.
 ///
 /// Holds an in-flight slot on its connection until dropped. Dropping it while an event is
@@ -153,8 +224,9 @@ impl AgentRequest {
                 .encode(self.request_id, self.connection.encoding())
                 .map_err(|e| DispatchError::Encode(e.to_string()))?;
             match self.attempt(frame, deadline, timeout).await {
-                Err(DispatchError::ConnectionLost(_))
+                Err(e)
                     if !retried
+                        && e.may_retry_elsewhere()
                         && event.may_retry_elsewhere()
                         && self.move_to_another_connection() =>
                 {
@@ -252,5 +324,33 @@ impl Drop for AgentRequest {
                 .send_cancel(self.request_id, CancelReason::ClientDisconnected);
         }
         self.connection.release_slot();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_lost_connection_lets_the_event_go_elsewhere() {
+        let agent = || "waf".to_string();
+        let errors = [
+            DispatchError::UnknownAgent(agent()),
+            DispatchError::NoConnection(agent()),
+            DispatchError::Saturated(agent()),
+            DispatchError::Timeout {
+                agent: agent(),
+                timeout: Duration::from_secs(1),
+            },
+            DispatchError::ConnectionLost(agent()),
+            DispatchError::Cancelled(agent()),
+            DispatchError::Encode("bug".into()),
+        ];
+        let retryable: Vec<_> = errors
+            .iter()
+            .filter(|e| e.may_retry_elsewhere())
+            .map(|e| e.reason().as_str())
+            .collect();
+        assert_eq!(retryable, ["connection_lost"]);
     }
 }

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 pub use connection::AgentConnection;
 pub(crate) use connection::{ConnectionIdentity, ConnectionSettings};
-pub use dispatch::{AgentReply, AgentRequest, DispatchError, Event};
+pub use dispatch::{AgentReply, AgentRequest, DispatchError, DispatchFailure, Event};
 pub use health::{AgentHealth, AgentSnapshot, ConnectionSnapshot, CounterSnapshot};
 pub use logical::LogicalAgent;
 

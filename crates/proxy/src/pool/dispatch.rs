@@ -1,14 +1,15 @@
 //! Sending one request's events to an agent and awaiting the replies: [`AgentRequest`] holds a
 //! slot on the chosen connection for the life of the request, correlates replies by
 //! `request_id`, applies the per-event timeout, cancels on drop, and retries an event once on
-//! another connection of the same logical agent when its connection is lost.
+//! another connection of the same logical agent when its connection is lost. How an event is
+//! framed is the protocol crate's [`Message`]; this module only fills in its `request_id`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sentinel_agent_protocol::{
-    BodyChunk, CancelReason, Decision, Encoding, Frame, MessageType, ProtocolError, RequestError,
-    RequestHeaders, ResponseHeaders,
+    BodyChunk, CancelReason, Decision, Frame, Message, RequestError, RequestHeaders,
+    ResponseHeaders,
 };
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -35,25 +36,15 @@ impl Event {
     fn may_retry_elsewhere(&self) -> bool {
         matches!(self, Event::RequestHeaders(_) | Event::ResponseHeaders(_))
     }
+}
 
-    fn encode(&mut self, request_id: u64, encoding: Encoding) -> Result<Frame, ProtocolError> {
-        match self {
-            Event::RequestHeaders(e) => {
-                e.request_id = request_id;
-                Frame::encode(MessageType::RequestHeaders, e, encoding)
-            }
-            Event::RequestBodyChunk(e) => {
-                e.request_id = request_id;
-                Frame::encode(MessageType::RequestBodyChunk, e, encoding)
-            }
-            Event::ResponseHeaders(e) => {
-                e.request_id = request_id;
-                Frame::encode(MessageType::ResponseHeaders, e, encoding)
-            }
-            Event::ResponseBodyChunk(e) => {
-                e.request_id = request_id;
-                Frame::encode(MessageType::ResponseBodyChunk, e, encoding)
-            }
+impl From<Event> for Message {
+    fn from(event: Event) -> Message {
+        match event {
+            Event::RequestHeaders(e) => Message::from(e),
+            Event::RequestBodyChunk(c) => Message::RequestBodyChunk(c),
+            Event::ResponseHeaders(e) => Message::from(e),
+            Event::ResponseBodyChunk(c) => Message::ResponseBodyChunk(c),
         }
     }
 }
@@ -211,23 +202,23 @@ impl AgentRequest {
     /// this agent: later calls return the same error.
     pub async fn send(
         &mut self,
-        mut event: Event,
+        event: Event,
         timeout: Duration,
     ) -> Result<AgentReply, DispatchError> {
         if let Some(failed) = &self.failed {
             return Err(failed.clone());
         }
         let deadline = Instant::now() + timeout;
+        let event_may_move = event.may_retry_elsewhere();
+        let mut message = Message::from(event);
         let mut retried = false;
         let outcome = loop {
-            let frame = event
-                .encode(self.request_id, self.connection.encoding())
-                .map_err(|e| DispatchError::Encode(e.to_string()))?;
+            let frame = self.encode(&mut message)?;
             match self.attempt(frame, deadline, timeout).await {
                 Err(e)
                     if !retried
                         && e.may_retry_elsewhere()
-                        && event.may_retry_elsewhere()
+                        && event_may_move
                         && self.move_to_another_connection() =>
                 {
                     retried = true;
@@ -239,6 +230,16 @@ impl AgentRequest {
             self.failed = Some(e.clone());
         }
         outcome
+    }
+
+    /// Frames `message` for the current connection, under this request's id on it.
+    fn encode(&self, message: &mut Message) -> Result<Frame, DispatchError> {
+        if let Some(request_id) = message.request_id_mut() {
+            *request_id = self.request_id;
+        }
+        message
+            .to_frame(self.connection.encoding())
+            .map_err(|e| DispatchError::Encode(e.to_string()))
     }
 
     async fn attempt(

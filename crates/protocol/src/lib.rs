@@ -30,6 +30,7 @@ pub use encoding::Encoding;
 pub use error::ProtocolError;
 pub use frame::{Frame, FrameCodec, MessageType, DEFAULT_MAX_FRAME_LENGTH, FRAME_HEADER_LEN};
 pub use message::Message;
+pub use messages::cancel_reason::CancelReason;
 pub use messages::control::{Cancel, CancelAll, ConfigUpdate, GoAway, Ping, Pong};
 pub use messages::decision::{
     Action, Audit, Decision, HeaderOp, RequestError, DEFAULT_BLOCK_STATUS, DEFAULT_REDIRECT_STATUS,

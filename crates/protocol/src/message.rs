@@ -63,6 +63,20 @@ impl Message {
         }
     }
 
+    /// The `request_id` this message is about, to set it, if it is about one request. A sender
+    /// that learns the id only when it picks a connection fills it in here before encoding.
+    pub fn request_id_mut(&mut self) -> Option<&mut u64> {
+        match self {
+            Message::RequestHeaders(m) => Some(&mut m.request_id),
+            Message::RequestBodyChunk(m) | Message::ResponseBodyChunk(m) => Some(&mut m.request_id),
+            Message::ResponseHeaders(m) => Some(&mut m.request_id),
+            Message::Decision(m) => Some(&mut m.request_id),
+            Message::RequestError(m) => Some(&mut m.request_id),
+            Message::Cancel(m) => Some(&mut m.request_id),
+            _ => None,
+        }
+    }
+
     /// Encodes the payload in `encoding` (registration frames always in JSON).
     pub fn to_frame(&self, encoding: Encoding) -> Result<Frame, ProtocolError> {
         let t = self.message_type();
@@ -169,3 +183,30 @@ impl_from!(
     Ping(Ping),
     Pong(Pong),
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BodyChunk;
+
+    #[test]
+    fn request_id_is_set_on_messages_about_one_request_only() {
+        let mut chunk = Message::ResponseBodyChunk(BodyChunk {
+            request_id: 0,
+            chunk_index: 3,
+            data: bytes::Bytes::from_static(b"abc"),
+            is_last: true,
+        });
+        if let Some(id) = chunk.request_id_mut() {
+            *id = 42;
+        }
+        assert_eq!(chunk.request_id(), Some(42));
+        let frame = chunk.to_frame(Encoding::MessagePack).unwrap();
+        assert_eq!(frame.message_type(), Some(MessageType::ResponseBodyChunk));
+        assert_eq!(
+            Message::from_frame(&frame, Encoding::MessagePack).unwrap(),
+            chunk
+        );
+        assert_eq!(Message::Ping(Ping { nonce: 1 }).request_id_mut(), None);
+    }
+}

@@ -225,9 +225,15 @@ fn any_message() -> impl Strategy<Value = Message> {
             message
         }
         .into()),
-        (any::<u64>(), text())
-            .prop_map(|(request_id, reason)| Cancel { request_id, reason }.into()),
-        text().prop_map(|reason| CancelAll { reason }.into()),
+        (any::<u64>(), text()).prop_map(|(request_id, reason)| Cancel {
+            request_id,
+            reason: reason.into()
+        }
+        .into()),
+        text().prop_map(|reason| CancelAll {
+            reason: reason.into()
+        }
+        .into()),
         json_value().prop_map(|config| ConfigUpdate { config }.into()),
         (text(), any::<u64>()).prop_map(|(reason, grace_ms)| GoAway { reason, grace_ms }.into()),
         any::<u64>().prop_map(|nonce| Ping { nonce }.into()),

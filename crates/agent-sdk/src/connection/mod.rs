@@ -282,12 +282,12 @@ impl<A: Agent> Connection<'_, A> {
             Message::ResponseHeaders(h) => self.start(Event::ResponseHeaders(Arc::from(h))).await,
             Message::ResponseBodyChunk(c) => self.start(Event::ResponseBody(c)).await,
             Message::Cancel(cancel) => {
-                self.cancel(cancel.request_id, &cancel.reason);
+                self.cancel(cancel.request_id, cancel.reason.as_str());
                 Ok(())
             }
             Message::CancelAll(cancel) => {
                 tracing::info!(connection = %self.connection_id, reason = %cancel.reason, "CancelAll");
-                self.abandon_all(&cancel.reason);
+                self.abandon_all(cancel.reason.as_str());
                 Ok(())
             }
             Message::ConfigUpdate(update) => {

@@ -4,14 +4,16 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::cancel_reason::CancelReason;
+
 /// Cancel (0x30): stop working on one request; no reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cancel {
     /// The request to stop.
     pub request_id: u64,
-    /// Why, e.g. `client_disconnected`.
+    /// Why, e.g. [`CancelReason::ClientDisconnected`].
     #[serde(default)]
-    pub reason: String,
+    pub reason: CancelReason,
 }
 
 /// CancelAll (0x31): stop working on every request of this connection; no reply.
@@ -19,7 +21,7 @@ pub struct Cancel {
 pub struct CancelAll {
     /// Why.
     #[serde(default)]
-    pub reason: String,
+    pub reason: CancelReason,
 }
 
 /// ConfigUpdate (0x40): new configuration for the agent's logical group.

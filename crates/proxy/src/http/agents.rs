@@ -12,12 +12,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::HeaderMap;
 use sentinel_agent_protocol::{
-    Action, BodyChunk, HeaderOp, HeaderPair, RequestHeaders, ResponseHeaders,
+    Action, BodyChunk, CancelReason, HeaderOp, HeaderPair, RequestHeaders, ResponseHeaders,
 };
 
 use super::headers::{apply_ops, to_pairs, MAX_HEADER_OPS};
 use crate::config::{Config, EventSet, FailureMode};
-use crate::pool::{AgentReply, AgentRequest, DispatchError, Event};
+use crate::pool::{AgentReply, AgentRequest, DispatchFailure, Event};
 use crate::state::ProxyState;
 
 /// The two phases of a request.
@@ -79,18 +79,28 @@ pub(crate) struct AgentChain {
     state: Arc<ProxyState>,
     members: Vec<Member>,
     response_ops: Vec<HeaderOp>,
-    end_reason: &'static str,
+    end_reason: CancelReason,
 }
 
-fn failure_reason(error: &DispatchError) -> &'static str {
-    match error {
-        DispatchError::UnknownAgent(_) => "unknown_agent",
-        DispatchError::NoConnection(_) => "no_connection",
-        DispatchError::Saturated(_) => "saturated",
-        DispatchError::Timeout { .. } => "timeout",
-        DispatchError::ConnectionLost(_) => "connection_lost",
-        DispatchError::Cancelled(_) => "cancelled",
-        DispatchError::Encode(_) => "encode",
+/// Why an agent gave no verdict: the `reason` label of `agent_failures` and the `reason` field
+/// of the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoVerdict {
+    /// The event got no reply (no connection, timeout, lost connection…).
+    Dispatch(DispatchFailure),
+    /// The agent answered with a RequestError.
+    AgentError,
+    /// The agent's decision cannot be applied.
+    InvalidDecision,
+}
+
+impl NoVerdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            NoVerdict::Dispatch(failure) => failure.as_str(),
+            NoVerdict::AgentError => "agent_error",
+            NoVerdict::InvalidDecision => "invalid_decision",
+        }
     }
 }
 
@@ -121,7 +131,7 @@ impl AgentChain {
             state,
             members,
             response_ops: Vec::new(),
-            end_reason: "client_disconnected",
+            end_reason: CancelReason::ClientDisconnected,
         })
     }
 
@@ -131,7 +141,7 @@ impl AgentChain {
     }
 
     /// The Cancel reason sent to agents still expecting events if the request ends now.
-    pub(crate) fn set_end_reason(&mut self, reason: &'static str) {
+    pub(crate) fn set_end_reason(&mut self, reason: CancelReason) {
         self.end_reason = reason;
     }
 
@@ -299,7 +309,7 @@ impl AgentChain {
             Some(request) => request,
             None => match self.state.pool().begin(&name) {
                 Ok(request) => request,
-                Err(e) => return self.fail(i, failure_reason(&e), &e.to_string()),
+                Err(e) => return self.fail(i, NoVerdict::Dispatch(e.reason()), &e.to_string()),
             },
         };
         let started = Instant::now();
@@ -313,9 +323,9 @@ impl AgentChain {
             Ok(AgentReply::Error(error)) => {
                 metrics.observe_agent_latency(&name, started.elapsed().as_secs_f64());
                 let detail = format!("{}: {}", error.code, error.message);
-                return self.fail(i, "agent_error", &detail);
+                return self.fail(i, NoVerdict::AgentError, &detail);
             }
-            Err(e) => return self.fail(i, failure_reason(&e), &e.to_string()),
+            Err(e) => return self.fail(i, NoVerdict::Dispatch(e.reason()), &e.to_string()),
         };
         metrics.observe_agent_latency(&name, started.elapsed().as_secs_f64());
         metrics.record_decision(&name, decision.action.name());
@@ -341,7 +351,7 @@ impl AgentChain {
                 if http::HeaderValue::from_str(&location).is_err() {
                     return self.fail(
                         i,
-                        "invalid_decision",
+                        NoVerdict::InvalidDecision,
                         "redirect location is not a valid header value",
                     );
                 }
@@ -360,7 +370,8 @@ impl AgentChain {
     }
 
     /// Agent `i` gave no verdict: fail closed (stop) or open (go on without it).
-    fn fail(&mut self, i: usize, reason: &str, detail: &str) -> Result<Option<Answer>, Stop> {
+    fn fail(&mut self, i: usize, why: NoVerdict, detail: &str) -> Result<Option<Answer>, Stop> {
+        let reason = why.as_str();
         let member = &mut self.members[i];
         self.state
             .metrics()
@@ -385,7 +396,7 @@ impl Drop for AgentChain {
     fn drop(&mut self) {
         for member in &mut self.members {
             if let Some(request) = member.request.take() {
-                request.end(self.end_reason);
+                request.end(self.end_reason.clone());
             }
         }
     }

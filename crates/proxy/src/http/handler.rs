@@ -10,70 +10,16 @@ use http::request::Parts;
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 
-use super::agents::{AgentChain, Phase, RequestInfo, Stop};
-use super::body::{prefixed, streamed, BoxError, ProxyBody};
-use super::forward::{self, UpstreamError};
+use super::agents::{AgentChain, Phase, RequestInfo};
+use super::body::{prefixed, streamed, ProxyBody};
+use super::failure::Failure;
+use super::forward;
 use super::headers::{add_forwarded, remove_hop_by_hop};
-use super::inspect::{inspect, InspectError, Inspected};
+use super::inspect::{inspect, Inspected};
 use super::response::{status_response, stop_response};
 use super::routing;
 use crate::config::{BodyOverflow, Config, RouteConfig, UpstreamConfig};
 use crate::state::ProxyState;
-
-/// Why the proxy answers instead of the upstream.
-#[derive(Debug, thiserror::Error)]
-enum Failure {
-    #[error("an agent stopped the request: {0:?}")]
-    Stopped(Stop),
-    #[error("the {0:?} body exceeds the route's inspection limit")]
-    TooLarge(Phase),
-    #[error("reading the client's request body failed: {0}")]
-    ClientBody(BoxError),
-    #[error(transparent)]
-    Upstream(UpstreamError),
-    #[error("reading the upstream's response body failed: {0}")]
-    UpstreamBody(BoxError),
-    #[error("the {0:?} body stalled while agents were inspecting it")]
-    Stalled(Phase),
-}
-
-impl Failure {
-    fn from_inspection(error: InspectError, phase: Phase) -> Failure {
-        match (error, phase) {
-            (InspectError::Stopped(stop), _) => Failure::Stopped(stop),
-            (InspectError::TooLarge, phase) => Failure::TooLarge(phase),
-            (InspectError::Body(e), Phase::Request) => Failure::ClientBody(e),
-            (InspectError::Body(e), Phase::Response) => Failure::UpstreamBody(e),
-            (InspectError::Stalled, phase) => Failure::Stalled(phase),
-        }
-    }
-
-    /// The reason given in Cancel to agents still expecting events.
-    fn cancel_reason(&self) -> &'static str {
-        match self {
-            Failure::Stopped(Stop::Unavailable) => "agent_unavailable",
-            Failure::Stopped(_) => "blocked",
-            Failure::TooLarge(_) => "body_too_large",
-            Failure::ClientBody(_) | Failure::Stalled(Phase::Request) => "client_disconnected",
-            Failure::Stalled(Phase::Response) => "upstream_error",
-            Failure::Upstream(_) | Failure::UpstreamBody(_) => "upstream_error",
-        }
-    }
-
-    fn into_response(self) -> Response<ProxyBody> {
-        match self {
-            Failure::Stopped(stop) => stop_response(stop),
-            Failure::TooLarge(Phase::Request) => status_response(StatusCode::PAYLOAD_TOO_LARGE),
-            // Nothing reaches the client uninspected.
-            Failure::TooLarge(Phase::Response) => status_response(StatusCode::BAD_GATEWAY),
-            Failure::ClientBody(_) => status_response(StatusCode::BAD_REQUEST),
-            Failure::Upstream(e) => status_response(e.status()),
-            Failure::UpstreamBody(_) => status_response(StatusCode::BAD_GATEWAY),
-            Failure::Stalled(Phase::Request) => status_response(StatusCode::REQUEST_TIMEOUT),
-            Failure::Stalled(Phase::Response) => status_response(StatusCode::GATEWAY_TIMEOUT),
-        }
-    }
-}
 
 /// Handles one request from `client` and records it in the metrics.
 pub(crate) async fn handle(
@@ -171,10 +117,7 @@ async fn proxy(
             response
         }
         Err(failure) => {
-            match &failure {
-                Failure::Stopped(_) => {}
-                other => tracing::warn!(route = %route.name, "{other}"),
-            }
+            failure.log(&route.name);
             chain.set_end_reason(failure.cancel_reason());
             failure.into_response()
         }

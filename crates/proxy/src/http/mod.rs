@@ -2,11 +2,12 @@
 //! ([`routing`]), shown to its route's agents (`agents`, with bodies through
 //! `inspect`), forwarded to an upstream target ([`upstream`] picks it, [`forward`] sends it)
 //! and answered, with the agents' decisions applied. Pure header logic lives in [`headers`];
-//! responses the proxy makes itself in [`response`]; body types in [`body`]; the request flow
+//! responses the proxy makes itself in [`response`], and why (which side failed) in `failure`; body types in [`body`]; the request flow
 //! that ties them together in `handler`.
 
 mod agents;
 pub mod body;
+mod failure;
 pub mod forward;
 mod handler;
 pub mod headers;

@@ -1,13 +1,14 @@
 //! Sending one request's events to an agent and awaiting the replies: [`AgentRequest`] holds a
 //! slot on the chosen connection for the life of the request, correlates replies by
 //! `request_id`, applies the per-event timeout, cancels on drop, and retries an event once on
-//! another connection of the same logical agent when its connection is lost.
+//! another connection of the same logical agent when its connection is lost. How an event is
+//! framed is the protocol crate's [`Message`]; this module only fills in its `request_id`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sentinel_agent_protocol::{
-    BodyChunk, Decision, Encoding, Frame, MessageType, ProtocolError, RequestError, RequestHeaders,
+    BodyChunk, CancelReason, Decision, Frame, Message, RequestError, RequestHeaders,
     ResponseHeaders,
 };
 use tokio::sync::oneshot;
@@ -35,25 +36,15 @@ impl Event {
     fn may_retry_elsewhere(&self) -> bool {
         matches!(self, Event::RequestHeaders(_) | Event::ResponseHeaders(_))
     }
+}
 
-    fn encode(&mut self, request_id: u64, encoding: Encoding) -> Result<Frame, ProtocolError> {
-        match self {
-            Event::RequestHeaders(e) => {
-                e.request_id = request_id;
-                Frame::encode(MessageType::RequestHeaders, e, encoding)
-            }
-            Event::RequestBodyChunk(e) => {
-                e.request_id = request_id;
-                Frame::encode(MessageType::RequestBodyChunk, e, encoding)
-            }
-            Event::ResponseHeaders(e) => {
-                e.request_id = request_id;
-                Frame::encode(MessageType::ResponseHeaders, e, encoding)
-            }
-            Event::ResponseBodyChunk(e) => {
-                e.request_id = request_id;
-                Frame::encode(MessageType::ResponseBodyChunk, e, encoding)
-            }
+impl From<Event> for Message {
+    fn from(event: Event) -> Message {
+        match event {
+            Event::RequestHeaders(e) => Message::from(e),
+            Event::RequestBodyChunk(c) => Message::RequestBodyChunk(c),
+            Event::ResponseHeaders(e) => Message::from(e),
+            Event::ResponseBodyChunk(c) => Message::ResponseBodyChunk(c),
         }
     }
 }
@@ -98,6 +89,77 @@ pub enum DispatchError {
     Encode(String),
 }
 
+impl DispatchError {
+    /// What kind of failure this is, without its details.
+    pub fn reason(&self) -> DispatchFailure {
+        match self {
+            DispatchError::UnknownAgent(_) => DispatchFailure::UnknownAgent,
+            DispatchError::NoConnection(_) => DispatchFailure::NoConnection,
+            DispatchError::Saturated(_) => DispatchFailure::Saturated,
+            DispatchError::Timeout { .. } => DispatchFailure::Timeout,
+            DispatchError::ConnectionLost(_) => DispatchFailure::ConnectionLost,
+            DispatchError::Cancelled(_) => DispatchFailure::Cancelled,
+            DispatchError::Encode(_) => DispatchFailure::Encode,
+        }
+    }
+
+    /// Whether the failed event may be sent again on another connection of the same logical
+    /// agent (if the event itself allows it, see [`AgentRequest::send`]).
+    pub fn may_retry_elsewhere(&self) -> bool {
+        self.reason().may_retry_elsewhere()
+    }
+}
+
+/// The kind of a [`DispatchError`]: its `reason` label in metrics and logs, and whether the
+/// event may go to another connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DispatchFailure {
+    /// See [`DispatchError::UnknownAgent`].
+    UnknownAgent,
+    /// See [`DispatchError::NoConnection`].
+    NoConnection,
+    /// See [`DispatchError::Saturated`].
+    Saturated,
+    /// See [`DispatchError::Timeout`].
+    Timeout,
+    /// See [`DispatchError::ConnectionLost`].
+    ConnectionLost,
+    /// See [`DispatchError::Cancelled`].
+    Cancelled,
+    /// See [`DispatchError::Encode`].
+    Encode,
+}
+
+impl DispatchFailure {
+    /// The label, e.g. `connection_lost`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DispatchFailure::UnknownAgent => "unknown_agent",
+            DispatchFailure::NoConnection => "no_connection",
+            DispatchFailure::Saturated => "saturated",
+            DispatchFailure::Timeout => "timeout",
+            DispatchFailure::ConnectionLost => "connection_lost",
+            DispatchFailure::Cancelled => "cancelled",
+            DispatchFailure::Encode => "encode",
+        }
+    }
+
+    /// Only a lost connection lets the event go elsewhere: the agent never answered and can
+    /// no longer be waited for. After a timeout the agent may still be working on the event
+    /// (it was sent Cancel); a missing, saturated or unknown agent was already looked for on
+    /// every connection; a cancelled request is over; an event that cannot be encoded cannot
+    /// be encoded for another connection either.
+    pub fn may_retry_elsewhere(self) -> bool {
+        matches!(self, DispatchFailure::ConnectionLost)
+    }
+}
+
+impl std::fmt::Display for DispatchFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One HTTP request's conversation with one logical agent.
 ///
 /// Holds an in-flight slot on its connection until dropped. Dropping it while an event is
@@ -140,22 +202,23 @@ impl AgentRequest {
     /// this agent: later calls return the same error.
     pub async fn send(
         &mut self,
-        mut event: Event,
+        event: Event,
         timeout: Duration,
     ) -> Result<AgentReply, DispatchError> {
         if let Some(failed) = &self.failed {
             return Err(failed.clone());
         }
         let deadline = Instant::now() + timeout;
+        let event_may_move = event.may_retry_elsewhere();
+        let mut message = Message::from(event);
         let mut retried = false;
         let outcome = loop {
-            let frame = event
-                .encode(self.request_id, self.connection.encoding())
-                .map_err(|e| DispatchError::Encode(e.to_string()))?;
+            let frame = self.encode(&mut message)?;
             match self.attempt(frame, deadline, timeout).await {
-                Err(DispatchError::ConnectionLost(_))
+                Err(e)
                     if !retried
-                        && event.may_retry_elsewhere()
+                        && e.may_retry_elsewhere()
+                        && event_may_move
                         && self.move_to_another_connection() =>
                 {
                     retried = true;
@@ -167,6 +230,16 @@ impl AgentRequest {
             self.failed = Some(e.clone());
         }
         outcome
+    }
+
+    /// Frames `message` for the current connection, under this request's id on it.
+    fn encode(&self, message: &mut Message) -> Result<Frame, DispatchError> {
+        if let Some(request_id) = message.request_id_mut() {
+            *request_id = self.request_id;
+        }
+        message
+            .to_frame(self.connection.encoding())
+            .map_err(|e| DispatchError::Encode(e.to_string()))
     }
 
     async fn attempt(
@@ -183,7 +256,8 @@ impl AgentRequest {
         let timed_out = || {
             self.connection.record_timeout();
             if self.connection.forget_reply(self.request_id) {
-                self.connection.send_cancel(self.request_id, "timeout");
+                self.connection
+                    .send_cancel(self.request_id, CancelReason::Timeout);
             }
             DispatchError::Timeout {
                 agent: self.logical.clone(),
@@ -230,7 +304,7 @@ impl AgentRequest {
     }
 
     /// Tells the agent to stop working on this request (if it still is) and ends it.
-    pub fn cancel(self, reason: &str) {
+    pub fn cancel(self, reason: CancelReason) {
         if self.connection.forget_reply(self.request_id) {
             self.connection.send_cancel(self.request_id, reason);
         }
@@ -238,7 +312,7 @@ impl AgentRequest {
 
     /// Tells the agent this request is over even if no reply is awaited (it may hold state from
     /// an earlier `continue`, waiting for events that will now never come), and ends it.
-    pub fn end(self, reason: &str) {
+    pub fn end(self, reason: CancelReason) {
         self.connection.forget_reply(self.request_id);
         self.connection.send_cancel(self.request_id, reason);
     }
@@ -248,8 +322,36 @@ impl Drop for AgentRequest {
     fn drop(&mut self) {
         if self.connection.forget_reply(self.request_id) {
             self.connection
-                .send_cancel(self.request_id, "client_disconnected");
+                .send_cancel(self.request_id, CancelReason::ClientDisconnected);
         }
         self.connection.release_slot();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_lost_connection_lets_the_event_go_elsewhere() {
+        let agent = || "waf".to_string();
+        let errors = [
+            DispatchError::UnknownAgent(agent()),
+            DispatchError::NoConnection(agent()),
+            DispatchError::Saturated(agent()),
+            DispatchError::Timeout {
+                agent: agent(),
+                timeout: Duration::from_secs(1),
+            },
+            DispatchError::ConnectionLost(agent()),
+            DispatchError::Cancelled(agent()),
+            DispatchError::Encode("bug".into()),
+        ];
+        let retryable: Vec<_> = errors
+            .iter()
+            .filter(|e| e.may_retry_elsewhere())
+            .map(|e| e.reason().as_str())
+            .collect();
+        assert_eq!(retryable, ["connection_lost"]);
     }
 }

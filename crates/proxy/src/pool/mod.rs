@@ -14,11 +14,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
+use sentinel_agent_protocol::CancelReason;
 use serde_json::Value;
 
 pub use connection::AgentConnection;
 pub(crate) use connection::{ConnectionIdentity, ConnectionSettings};
-pub use dispatch::{AgentReply, AgentRequest, DispatchError, Event};
+pub use dispatch::{AgentReply, AgentRequest, DispatchError, DispatchFailure, Event};
 pub use health::{AgentHealth, AgentSnapshot, ConnectionSnapshot, CounterSnapshot};
 pub use logical::LogicalAgent;
 pub(crate) use reservation::ConnectionLimits;
@@ -337,9 +338,10 @@ impl AgentPool {
     }
 
     /// Sends CancelAll on every connection and fails every request awaiting a reply.
-    pub fn cancel_all(&self, reason: &str) {
+    pub fn cancel_all(&self, reason: impl Into<CancelReason>) {
+        let reason = reason.into();
         for connection in self.all_connections() {
-            connection.cancel_all(reason);
+            connection.cancel_all(reason.clone());
         }
     }
 

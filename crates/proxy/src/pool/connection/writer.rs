@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sentinel_agent_protocol::io::{FrameWriter, WriteError};
-use sentinel_agent_protocol::{Cancel, CancelAll, ConfigUpdate, Frame, GoAway, Message};
+use sentinel_agent_protocol::{
+    Cancel, CancelAll, CancelReason, ConfigUpdate, Frame, GoAway, Message,
+};
 use serde_json::Value;
 use tokio::io::WriteHalf;
 use tokio::sync::mpsc;
@@ -44,11 +46,8 @@ impl AgentConnection {
         queued
     }
 
-    pub(crate) fn send_cancel(&self, request_id: u64, reason: &str) {
-        let _ = self.send_control(Message::Cancel(Cancel {
-            request_id,
-            reason: reason.to_string(),
-        }));
+    pub(crate) fn send_cancel(&self, request_id: u64, reason: CancelReason) {
+        let _ = self.send_control(Message::Cancel(Cancel { request_id, reason }));
     }
 
     /// Stops new requests here and tells the agent with a GoAway.
@@ -81,10 +80,8 @@ impl AgentConnection {
     }
 
     /// Sends CancelAll and fails every request waiting for a reply on this connection.
-    pub(crate) fn cancel_all(&self, reason: &str) {
-        let _ = self.send_control(Message::CancelAll(CancelAll {
-            reason: reason.to_string(),
-        }));
+    pub(crate) fn cancel_all(&self, reason: CancelReason) {
+        let _ = self.send_control(Message::CancelAll(CancelAll { reason }));
         self.forget_all_replies();
     }
 }

@@ -360,6 +360,7 @@ impl AgentPool {
 
     /// Agent ids the pool keeps an entry for, live or reserved. With no connection live and no
     /// registration in progress it is zero; `crate::fuzzing` checks that nothing leaks.
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn tracked_agent_ids(&self) -> usize {
         self.read().agents.len()
     }

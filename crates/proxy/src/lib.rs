@@ -11,7 +11,6 @@
 pub mod admin;
 pub mod app;
 pub mod config;
-pub mod demo;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

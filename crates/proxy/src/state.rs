@@ -4,10 +4,10 @@
 
 use std::sync::{Arc, RwLock};
 
-use crate::admin::Metrics;
 use crate::config::Config;
 use crate::http::{UpstreamHealth, Upstreams};
 use crate::pool::AgentPool;
+use crate::telemetry::Metrics;
 
 /// Shared by the HTTP listeners, the admin listener and the reload logic.
 pub struct ProxyState {

@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::recent::AgentMinute;
 use super::server::AdminContext;
 use crate::config::{Config, FailureMode, RouteConfig};
 use crate::pool::AgentSnapshot;
 use crate::reverse::RegistrationStatsSnapshot;
+use crate::telemetry::AgentMinute;
 
 /// Longest metadata value shown (agents choose them).
 const MAX_METADATA_CHARS: usize = 64;

@@ -12,11 +12,11 @@ use hyper::body::{Body, Incoming};
 
 use super::agents::{AgentChain, Phase, RequestInfo, Stop};
 use super::body::{prefixed, streamed, BoxError, ProxyBody};
-use super::forward::{self, UpstreamError};
 use super::headers::{add_forwarded, remove_hop_by_hop};
 use super::inspect::{inspect, InspectError, Inspected};
 use super::response::{status_response, stop_response};
 use super::routing;
+use super::upstream::UpstreamError;
 use crate::config::{BodyOverflow, Config, RouteConfig, UpstreamConfig};
 use crate::state::ProxyState;
 
@@ -246,9 +246,7 @@ async fn exchange(
     *request.uri_mut() = parts.uri;
     *request.headers_mut() = headers;
     let group = state.upstreams().group(upstream);
-    let response = forward::send(&group, request)
-        .await
-        .map_err(Failure::Upstream)?;
+    let response = group.send(request).await.map_err(Failure::Upstream)?;
 
     // Response phase.
     let (mut parts, body) = response.into_parts();

@@ -1,13 +1,12 @@
 //! The HTTP data plane: clients connect to [`serve`]; each request is routed
 //! ([`routing`]), shown to its route's agents (`agents`, with bodies through
-//! `inspect`), forwarded to an upstream target ([`upstream`] picks it, [`forward`] sends it)
+//! `inspect`), forwarded to an upstream target ([`upstream`]: the group picks it and sends)
 //! and answered, with the agents' decisions applied. Pure header logic lives in [`headers`];
 //! responses the proxy makes itself in [`response`]; body types in [`body`]; the request flow
 //! that ties them together in `handler`.
 
 mod agents;
 pub mod body;
-pub mod forward;
 mod handler;
 pub mod headers;
 mod inspect;
@@ -17,7 +16,6 @@ mod server;
 pub mod upstream;
 
 pub use body::{BoxError, ProxyBody};
-pub use forward::UpstreamError;
 pub use inspect::MAX_CHUNK;
 pub use server::serve;
-pub use upstream::{TargetHealth, UpstreamHealth, Upstreams};
+pub use upstream::{TargetHealth, UpstreamError, UpstreamHealth, Upstreams};

@@ -1,7 +1,7 @@
-//! The HTTP data plane: clients connect to [`serve`]; each request is routed
-//! ([`routing`]), shown to its route's agents (`agents`, with bodies through
-//! `inspect`), forwarded to an upstream target ([`upstream`]: the group picks it and sends)
-//! and answered, with the agents' decisions applied. Pure header logic lives in [`headers`];
+//! The HTTP data plane: clients connect to [`serve`]; each request is normalised
+//! (`normalise`) and routed ([`routing`]), shown to its route's agents (`agents`, with bodies
+//! through `inspect`), forwarded to an upstream target ([`upstream`]: the group picks it and
+//! sends) and answered, with the agents' decisions applied. Pure header logic lives in [`headers`];
 //! responses the proxy makes itself in [`response`]; body types in [`body`]; the request flow
 //! that ties them together in `handler`.
 
@@ -10,6 +10,7 @@ pub mod body;
 mod handler;
 pub mod headers;
 mod inspect;
+mod normalise;
 pub mod response;
 pub mod routing;
 mod server;

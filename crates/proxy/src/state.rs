@@ -41,6 +41,8 @@ impl ProxyState {
     pub fn set_config(&self, config: Config) {
         self.upstreams.sync(&config);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        // Routes may consult other agents now: whoever waits for them looks again.
+        self.pool.announce_change();
     }
 
     /// The agent pool.

@@ -59,6 +59,8 @@ struct PoolInner {
     next_connection_number: AtomicU64,
     rotation: AtomicUsize,
     shutting_down: AtomicBool,
+    /// Woken when a logical agent may have gained a live connection (see [`AgentPool::changed`]).
+    changed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -173,6 +175,7 @@ impl AgentPool {
                 next_connection_number: AtomicU64::new(1),
                 rotation: AtomicUsize::new(0),
                 shutting_down: AtomicBool::new(false),
+                changed: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -297,6 +300,7 @@ impl AgentPool {
                 }
             }
         }
+        self.announce_change();
     }
 
     fn remove(&self, connection: &Arc<AgentConnection>, reason: &str) {
@@ -340,10 +344,24 @@ impl AgentPool {
             state.logical = logical;
             pushes
         };
+        self.announce_change();
         pushes
             .iter()
             .filter(|(connection, config)| connection.push_config(config.as_ref()))
             .count()
+    }
+
+    /// Resolves at the next change that may give a logical agent a live connection: one joined,
+    /// the logical agents were replaced, or [`AgentPool::announce_change`] was called. Enable
+    /// the future before looking at the pool, so a change in between is not missed.
+    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.changed.notified()
+    }
+
+    /// Wakes every [`AgentPool::changed`] waiter, e.g. after a new configuration changed which
+    /// logical agents routes consult.
+    pub(crate) fn announce_change(&self) {
+        self.inner.changed.notify_waiters();
     }
 
     pub(crate) fn all_connections(&self) -> Vec<Arc<AgentConnection>> {

@@ -6,6 +6,7 @@
 mod connection;
 mod dispatch;
 mod health;
+mod in_flight;
 mod logical;
 
 use std::collections::{BTreeMap, HashMap};

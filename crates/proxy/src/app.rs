@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::status::ListenerAddresses;
-use crate::admin::{serve_admin, AdminContext, Metrics};
+use crate::admin::{serve_admin, AdminContext};
 use crate::config::{self, Config, ConfigError};
 use crate::pool::AgentPool;
 use crate::readiness;
@@ -21,6 +21,7 @@ use crate::reverse::{
     TlsSlot,
 };
 use crate::state::ProxyState;
+use crate::telemetry::Metrics;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]

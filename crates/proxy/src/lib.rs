@@ -6,12 +6,13 @@
 //! [`transport`] is the seam between them: a registered connection is the same object whichever
 //! socket it came from. [`http`] is the data plane: client requests routed, shown to agents and
 //! forwarded to upstreams. [`config`] loads the KDL file, [`app`] wires everything together,
-//! [`admin`] serves metrics and the agent list; the `sentinel` binary only parses arguments.
+//! [`telemetry`] records the metrics and each agent's last minute, [`admin`] serves them with
+//! the agent list and status; the `sentinel` binary parses arguments and holds the demo.
 
 pub mod admin;
 pub mod app;
 pub mod config;
-pub mod demo;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
@@ -21,6 +22,7 @@ mod readiness;
 pub mod reverse;
 pub mod signals;
 pub mod state;
+pub mod telemetry;
 pub mod transport;
 pub mod window;
 

@@ -1,10 +1,13 @@
 //! The `sentinel` binary: parses the command line, sets up logging, raises the open-files
 //! limit, and runs the proxy (or checks a configuration, runs the demo, or shows a running
-//! proxy's agents and status as tables). Everything else lives in the library.
+//! proxy's agents and status as tables). The demo lives beside it in [`cli`]; the proxy itself
+//! lives in the library.
 
 /// mimalloc: glibc's malloc and free were 5–6% of the proxy's CPU per request (docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod cli;
 
 use std::path::{Path, PathBuf};
 
@@ -73,7 +76,7 @@ fn main() -> std::process::ExitCode {
         Command::Check => check(cli.config),
         Command::Run => runtime().and_then(|rt| rt.block_on(run(cli.config))),
         Command::Demo { keep_running } => {
-            runtime().and_then(|rt| rt.block_on(sentinel::demo::run(keep_running)))
+            runtime().and_then(|rt| rt.block_on(cli::demo::run(keep_running)))
         }
         Command::Agents(args) => runtime().and_then(|rt| rt.block_on(show(args, true))),
         Command::Status(args) => runtime().and_then(|rt| rt.block_on(show(args, false))),

@@ -16,8 +16,6 @@ use crate::state::ProxyState;
 
 /// Pending connections the kernel queues for a listener (what `TcpListener::bind` uses).
 const BACKLOG: u32 = 1024;
-/// How often the pool is looked at while waiting.
-const POLL: Duration = Duration::from_millis(20);
 
 /// A socket bound to `address` that does not accept connections yet.
 pub(crate) fn bind(address: SocketAddr) -> std::io::Result<TcpSocket> {
@@ -51,7 +49,8 @@ fn missing_agents(state: &ProxyState) -> Vec<String> {
 }
 
 /// Waits until every agent routes consult has a live connection, `wait` has passed, or `stop`
-/// is cancelled. Returns `true` when the agents are there.
+/// is cancelled. Returns `true` when the agents are there. Looks again only when the pool
+/// reports a change ([`crate::pool::AgentPool::changed`]), not on a timer.
 pub(crate) async fn agents_ready(
     state: &ProxyState,
     wait: Duration,
@@ -59,6 +58,9 @@ pub(crate) async fn agents_ready(
 ) -> bool {
     let deadline = Instant::now() + wait;
     loop {
+        // Enabled before the look, so a connection joining right after it still wakes us.
+        let mut changed = std::pin::pin!(state.pool().changed());
+        changed.as_mut().enable();
         let missing = missing_agents(state);
         if missing.is_empty() {
             return true;
@@ -72,7 +74,8 @@ pub(crate) async fn agents_ready(
             return false;
         }
         tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
+            _ = changed => {}
+            _ = tokio::time::sleep_until(deadline) => {}
             _ = stop.cancelled() => {}
         }
     }

@@ -4,10 +4,10 @@
 
 use std::sync::{Arc, RwLock};
 
-use crate::admin::Metrics;
 use crate::config::Config;
 use crate::http::{UpstreamHealth, Upstreams};
 use crate::pool::AgentPool;
+use crate::telemetry::Metrics;
 
 /// Shared by the HTTP listeners, the admin listener and the reload logic.
 pub struct ProxyState {
@@ -41,6 +41,8 @@ impl ProxyState {
     pub fn set_config(&self, config: Config) {
         self.upstreams.sync(&config);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        // Routes may consult other agents now: whoever waits for them looks again.
+        self.pool.announce_change();
     }
 
     /// The agent pool.

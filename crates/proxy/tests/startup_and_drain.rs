@@ -135,7 +135,7 @@ async fn connections_still_in_the_accept_queue_at_shutdown_are_answered() {
     let state = std::sync::Arc::new(sentinel::state::ProxyState::new(
         config,
         pool,
-        std::sync::Arc::new(sentinel::admin::Metrics::default()),
+        std::sync::Arc::new(sentinel::telemetry::Metrics::default()),
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

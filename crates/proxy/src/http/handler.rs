@@ -13,9 +13,9 @@ use hyper::body::{Body, Incoming};
 use super::agents::{AgentChain, Phase, RequestInfo};
 use super::body::{prefixed, streamed, ProxyBody};
 use super::failure::Failure;
-use super::forward;
 use super::headers::{add_forwarded, remove_hop_by_hop};
 use super::inspect::{inspect, Inspected};
+use super::normalise;
 use super::response::{status_response, stop_response};
 use super::routing;
 use crate::config::{BodyOverflow, Config, RouteConfig, UpstreamConfig};
@@ -29,14 +29,10 @@ pub(crate) async fn handle(
 ) -> Response<ProxyBody> {
     let config = state.config();
     let (mut parts, body) = request.into_parts();
-    let host = match request_host(&parts) {
+    let host = match normalise::host_for_routing(&mut parts) {
         Ok(host) => host,
         Err(status) => return refuse(&state, status),
     };
-    // The upstream sees the host the route was chosen on, and only that one.
-    if let Some(value) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
-        parts.headers.insert(HOST, value);
-    }
     let Some(route) = routing::select(&config.routes, host.as_deref(), parts.uri.path()) else {
         return refuse(&state, StatusCode::NOT_FOUND);
     };
@@ -51,47 +47,6 @@ pub(crate) async fn handle(
 fn refuse(state: &ProxyState, status: StatusCode) -> Response<ProxyBody> {
     state.metrics().record_request("-", status.as_u16());
     status_response(status)
-}
-
-/// The host a request is for: the URI's authority (absolute-form, HTTP/2 `:authority`) wins
-/// over `Host`, as HTTP requires. Refused with 400 when there are several `Host` headers (so
-/// routing and the upstream can never disagree about the host) or when the path has a dot
-/// segment.
-fn request_host(parts: &Parts) -> Result<Option<String>, StatusCode> {
-    let mut hosts = parts.headers.get_all(HOST).iter();
-    let header = hosts.next();
-    if hosts.next().is_some() || has_dot_segment(parts.uri.path()) {
-        return Err(StatusCode::BAD_REQUEST);
-    }
-    if let Some(authority) = parts.uri.authority() {
-        return Ok(Some(authority.as_str().to_string()));
-    }
-    match header {
-        Some(value) => value
-            .to_str()
-            .map(|h| Some(h.to_string()))
-            .map_err(|_| StatusCode::BAD_REQUEST),
-        None => Ok(None),
-    }
-}
-
-/// Whether the path has a `.` or `..` segment (also percent-encoded). Such paths are refused
-/// (400): a prefix route must not be escaped by a path the upstream would normalise elsewhere.
-fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|segment| {
-        // Compared in place: one or two dots, each written `.` or `%2e` (either case).
-        let (first, rest) = take_dot(segment.as_bytes());
-        first && (rest.is_empty() || matches!(take_dot(rest), (true, [])))
-    })
-}
-
-/// Whether `bytes` starts with `.` or `%2e`/`%2E`, and what follows it.
-fn take_dot(bytes: &[u8]) -> (bool, &[u8]) {
-    match bytes {
-        [b'.', rest @ ..] => (true, rest),
-        [b'%', b'2', b'e' | b'E', rest @ ..] => (true, rest),
-        _ => (false, bytes),
-    }
 }
 
 async fn proxy(
@@ -189,9 +144,7 @@ async fn exchange(
     *request.uri_mut() = parts.uri;
     *request.headers_mut() = headers;
     let group = state.upstreams().group(upstream);
-    let response = forward::send(&group, request)
-        .await
-        .map_err(Failure::Upstream)?;
+    let response = group.send(request).await.map_err(Failure::Upstream)?;
 
     // Response phase.
     let (mut parts, body) = response.into_parts();
@@ -248,39 +201,5 @@ fn fix_length<B>(headers: &mut HeaderMap, inspected: &Inspected<B>) {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(total));
     } else if inspected.replaced {
         headers.remove(CONTENT_LENGTH);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::has_dot_segment;
-
-    #[test]
-    fn dot_segments_are_found_in_every_spelling() {
-        for path in [
-            "/.",
-            "/..",
-            "/a/./b",
-            "/a/../b",
-            "/a/%2e/b",
-            "/a/%2E%2e",
-            "/a/.%2E/b",
-            "/a/%2e.",
-        ] {
-            assert!(has_dot_segment(path), "{path}");
-        }
-        for path in [
-            "/",
-            "/a/b",
-            "/a/.../b",
-            "/a/.b",
-            "/a/b./c",
-            "/a/%2e%2e%2e",
-            "/a/%2ex",
-            "/a/%2",
-            "/%",
-        ] {
-            assert!(!has_dot_segment(path), "{path}");
-        }
     }
 }

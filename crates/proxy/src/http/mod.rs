@@ -1,24 +1,24 @@
-//! The HTTP data plane: clients connect to [`serve`]; each request is routed
-//! ([`routing`]), shown to its route's agents (`agents`, with bodies through
-//! `inspect`), forwarded to an upstream target ([`upstream`] picks it, [`forward`] sends it)
-//! and answered, with the agents' decisions applied. Pure header logic lives in [`headers`];
-//! responses the proxy makes itself in [`response`], and why (which side failed) in `failure`; body types in [`body`]; the request flow
+//! The HTTP data plane: clients connect to [`serve`]; each request is normalised
+//! (`normalise`) and routed ([`routing`]), shown to its route's agents (`agents`, with bodies
+//! through `inspect`), forwarded to an upstream target ([`upstream`]: the group picks it and
+//! sends) and answered, with the agents' decisions applied. Pure header logic lives in [`headers`];
+//! responses the proxy makes itself in [`response`], and why (which side failed) in `failure`;
+//! body types in [`body`]; the request flow
 //! that ties them together in `handler`.
 
 mod agents;
 pub mod body;
 mod failure;
-pub mod forward;
 mod handler;
 pub mod headers;
 mod inspect;
+mod normalise;
 pub mod response;
 pub mod routing;
 mod server;
 pub mod upstream;
 
 pub use body::{BoxError, ProxyBody};
-pub use forward::UpstreamError;
 pub use inspect::MAX_CHUNK;
 pub use server::serve;
-pub use upstream::{TargetHealth, UpstreamHealth, Upstreams};
+pub use upstream::{TargetHealth, UpstreamError, UpstreamHealth, Upstreams};

@@ -6,6 +6,7 @@
 mod connection;
 mod dispatch;
 mod health;
+mod in_flight;
 mod logical;
 mod reservation;
 
@@ -61,6 +62,8 @@ struct PoolInner {
     next_connection_number: AtomicU64,
     rotation: AtomicUsize,
     shutting_down: AtomicBool,
+    /// Woken when a logical agent may have gained a live connection (see [`AgentPool::changed`]).
+    changed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -139,6 +142,7 @@ impl AgentPool {
                 next_connection_number: AtomicU64::new(1),
                 rotation: AtomicUsize::new(0),
                 shutting_down: AtomicBool::new(false),
+                changed: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -225,6 +229,7 @@ impl AgentPool {
                 }
             }
         }
+        self.announce_change();
     }
 
     fn remove(&self, connection: &Arc<AgentConnection>, reason: &str) {
@@ -268,10 +273,24 @@ impl AgentPool {
             state.logical = logical;
             pushes
         };
+        self.announce_change();
         pushes
             .iter()
             .filter(|(connection, config)| connection.push_config(config.as_ref()))
             .count()
+    }
+
+    /// Resolves at the next change that may give a logical agent a live connection: one joined,
+    /// the logical agents were replaced, or [`AgentPool::announce_change`] was called. Enable
+    /// the future before looking at the pool, so a change in between is not missed.
+    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.changed.notified()
+    }
+
+    /// Wakes every [`AgentPool::changed`] waiter, e.g. after a new configuration changed which
+    /// logical agents routes consult.
+    pub(crate) fn announce_change(&self) {
+        self.inner.changed.notify_waiters();
     }
 
     pub(crate) fn all_connections(&self) -> Vec<Arc<AgentConnection>> {
@@ -288,6 +307,7 @@ impl AgentPool {
 
     /// Agent ids the pool keeps an entry for, live or reserved. With no connection live and no
     /// registration in progress it is zero; `crate::fuzzing` checks that nothing leaks.
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn tracked_agent_ids(&self) -> usize {
         self.read().agents.len()
     }

@@ -29,5 +29,7 @@ pub use tls::{ClientIdentity, ReverseTls, TlsError, TlsFiles, TlsSlot};
 pub use validator::{RegistrationValidator, Rejection};
 
 // For `crate::fuzzing`, which drives one connection's handshake without the accept loop.
+#[cfg(feature = "fuzzing")]
 pub(crate) use handshake::{run_handshake, HandshakeContext};
+#[cfg(feature = "fuzzing")]
 pub(crate) use pending::PendingHandshakes;

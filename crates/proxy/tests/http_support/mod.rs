@@ -17,13 +17,13 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use sentinel::admin::Metrics;
 use sentinel::config::{
     AgentConfig, BodyOverflow, Config, EventSet, FailureMode, RouteConfig, RouteMatch,
     UpstreamConfig,
 };
 use sentinel::pool::PoolSettings;
 use sentinel::state::ProxyState;
+use sentinel::telemetry::Metrics;
 use sentinel_agent_protocol::{AgentPattern, Message, Pong, RegistrationRequest};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;

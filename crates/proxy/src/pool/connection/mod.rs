@@ -9,7 +9,7 @@ mod replies;
 mod writer;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -17,11 +17,11 @@ use sentinel_agent_protocol::io::FrameStream;
 use sentinel_agent_protocol::{Capabilities, Encoding, Frame};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::dispatch::AgentReply;
 use super::health::{ConnectionCounters, ConnectionSnapshot};
+use super::in_flight::InFlight;
 use crate::transport::{BoxedStream, Transport};
 
 /// Frames queued for one connection's writer before senders wait.
@@ -53,7 +53,7 @@ pub struct AgentConnection {
     identity: ConnectionIdentity,
     connected_at: SystemTime,
     max_in_flight: usize,
-    in_flight: AtomicUsize,
+    in_flight: InFlight,
     next_request_id: AtomicU64,
     waiting: Mutex<HashMap<u64, oneshot::Sender<AgentReply>>>,
     outbound: mpsc::Sender<Frame>,
@@ -85,7 +85,7 @@ impl AgentConnection {
             identity,
             connected_at: SystemTime::now(),
             max_in_flight,
-            in_flight: AtomicUsize::new(0),
+            in_flight: InFlight::default(),
             next_request_id: AtomicU64::new(1),
             waiting: Mutex::new(HashMap::new()),
             outbound,
@@ -134,7 +134,7 @@ impl AgentConnection {
 
     /// Requests in flight right now.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
+        self.in_flight.get()
     }
 
     /// Whether new requests may be started here.
@@ -153,11 +153,7 @@ impl AgentConnection {
     }
 
     pub(crate) fn try_acquire_slot(&self) -> bool {
-        self.in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max_in_flight).then_some(n + 1)
-            })
-            .is_ok()
+        self.in_flight.try_acquire(self.max_in_flight)
     }
 
     pub(crate) fn has_free_slot(&self) -> bool {
@@ -165,9 +161,7 @@ impl AgentConnection {
     }
 
     pub(crate) fn release_slot(&self) {
-        let _ = self
-            .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        self.in_flight.release();
     }
 
     pub(crate) fn next_request_id(&self) -> u64 {
@@ -176,10 +170,14 @@ impl AgentConnection {
 
     /// Resolves once no request is in flight, the connection closed, or `grace` passed.
     pub(crate) async fn idle_or_closed(&self, grace: Duration) {
-        let deadline = Instant::now() + grace;
-        while self.in_flight() > 0 && !self.is_closed() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let idle_or_closed = async {
+            tokio::select! {
+                _ = self.in_flight.zero() => {}
+                _ = self.closed.cancelled() => {}
+            }
+        };
+        // Elapsed grace is an answer too: the caller closes the connection either way.
+        let _ = tokio::time::timeout(grace, idle_or_closed).await;
     }
 
     /// Closes the connection: new sends fail, every waiting request fails at once.

@@ -25,6 +25,7 @@ impl AgentConnection {
     }
 
     /// Requests waiting for a reply on this connection.
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn awaited_replies(&self) -> usize {
         self.waiting.lock().map_or(0, |w| w.len())
     }

@@ -3,6 +3,9 @@
 //! with what is wrong already decided per row. `/status.json`, the status page and the
 //! `sentinel agents`/`sentinel status` tables are all made from it; it reads and changes nothing
 //! else. It never holds a token or the configuration pushed to agents (which may hold secrets).
+//! This module gathers the rows; how each row's problem is worded is `problems`.
+
+mod problems;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,11 +14,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::recent::AgentMinute;
 use super::server::AdminContext;
 use crate::config::{Config, FailureMode, RouteConfig};
 use crate::pool::AgentSnapshot;
 use crate::reverse::RegistrationStatsSnapshot;
+use crate::telemetry::AgentMinute;
 
 /// Longest metadata value shown (agents choose them).
 const MAX_METADATA_CHARS: usize = 64;
@@ -192,7 +195,8 @@ impl StatusReport {
                     .filter(|s| s.logical_agents.contains(&agent.name))
                     .map(agent_id_status)
                     .collect();
-                let problem = agent_problem(&config, &agent.name, live(&agent.name), &last_minute);
+                let problem =
+                    problems::agent_problem(&config, &agent.name, live(&agent.name), &last_minute);
                 LogicalAgentStatus {
                     name: agent.name.clone(),
                     patterns: agent.agent_ids.iter().map(|p| p.to_string()).collect(),
@@ -224,44 +228,6 @@ impl StatusReport {
             upstreams: upstream_statuses(context),
         }
     }
-
-    /// Every row marked as wrong, as `what: why` lines (for the page's summary and the CLI).
-    pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        for agent in &self.agents {
-            if let Some(p) = &agent.problem {
-                problems.push(format!("agent {}: {p}", agent.name));
-            }
-        }
-        if let Some(p) = self.listener.as_ref().and_then(|l| l.problem.as_ref()) {
-            problems.push(format!("reverse listener: {p}"));
-        }
-        for route in &self.routes {
-            if let Some(p) = &route.problem {
-                problems.push(format!("route {}: {p}", route.name));
-            }
-        }
-        for upstream in &self.upstreams {
-            for target in &upstream.targets {
-                if let Some(p) = &target.problem {
-                    problems.push(format!(
-                        "upstream {} {}: {p}",
-                        upstream.name, target.address
-                    ));
-                }
-            }
-        }
-        problems
-    }
-}
-
-/// `1 registration`, `2 registrations`.
-fn plural(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
 }
 
 fn failure_mode(mode: FailureMode) -> &'static str {
@@ -277,38 +243,6 @@ fn live_connections(snapshot: &[AgentSnapshot], logical: &str) -> usize {
         .filter(|s| s.logical_agents.iter().any(|l| l == logical))
         .map(|s| s.connections.len())
         .sum()
-}
-
-fn agent_problem(
-    config: &Config,
-    name: &str,
-    live: usize,
-    last_minute: &AgentMinute,
-) -> Option<String> {
-    if live == 0 {
-        let fails_closed = config.agent(name).map(|a| a.failure_mode) == Some(FailureMode::Closed);
-        let closed_routes: Vec<&str> = config
-            .routes
-            .iter()
-            .filter(|r| fails_closed && r.agents.iter().any(|a| a == name))
-            .map(|r| r.name.as_str())
-            .collect();
-        return Some(if closed_routes.is_empty() {
-            "no live connection".to_string()
-        } else {
-            format!(
-                "no live connection; fail-closed on route {} (answers 503)",
-                closed_routes.join(", ")
-            )
-        });
-    }
-    let failed = last_minute.timeouts + last_minute.errors;
-    (failed > 0).then(|| {
-        format!(
-            "{} without a verdict in the last minute",
-            plural(failed, "event")
-        )
-    })
 }
 
 fn agent_id_status(agent: &AgentSnapshot) -> AgentIdStatus {
@@ -346,30 +280,7 @@ fn listener_status(
     addresses: &ListenerAddresses,
     stats: RegistrationStatsSnapshot,
 ) -> ListenerStatus {
-    let rejected: u64 = stats.rejected_last_minute.values().sum();
-    let problem = (rejected > 0).then(|| {
-        let codes: Vec<String> = stats
-            .rejected_last_minute
-            .iter()
-            .map(|(code, n)| format!("{code} {n}"))
-            .collect();
-        format!(
-            "{} rejected in the last minute ({})",
-            plural(rejected, "registration"),
-            codes.join(", ")
-        )
-    });
-    let blocked = stats.throttle.blocked_peers;
-    let problem = if blocked == 0 {
-        problem
-    } else {
-        let addresses = if blocked == 1 { "address" } else { "addresses" };
-        let blocked = format!("{blocked} peer {addresses} blocked for failed registrations");
-        Some(match problem {
-            Some(rejections) => format!("{rejections}; {blocked}"),
-            None => blocked,
-        })
-    };
+    let problem = problems::listener_problem(&stats);
     ListenerStatus {
         socket_path: addresses.socket_path.clone(),
         tcp_address: addresses.tcp_address,
@@ -380,7 +291,7 @@ fn listener_status(
         rejected_total: stats.rejected,
         pending_handshakes: stats.pending_handshakes,
         tls_handshakes_failed: stats.tls_handshakes_failed,
-        blocked_peers: blocked,
+        blocked_peers: stats.throttle.blocked_peers,
         problem,
     }
 }
@@ -398,17 +309,7 @@ fn route_status(config: &Config, route: &RouteConfig, live: &dyn Fn(&str) -> usi
             live_connections: live(name),
         })
         .collect();
-    let blocking: Vec<&str> = chain
-        .iter()
-        .filter(|link| link.failure_mode == "closed" && link.live_connections == 0)
-        .map(|link| link.agent.as_str())
-        .collect();
-    let problem = (!blocking.is_empty()).then(|| {
-        format!(
-            "answers 503: fail-closed agent {} has no live connection",
-            blocking.join(", ")
-        )
-    });
+    let problem = problems::route_problem(&chain);
     let mut matches = Vec::new();
     if let Some(prefix) = &route.matches.path_prefix {
         matches.push(format!("path-prefix {prefix}"));
@@ -440,7 +341,11 @@ fn upstream_statuses(context: &AdminContext) -> Vec<UpstreamStatus> {
                 .targets
                 .into_iter()
                 .map(|t| TargetStatus {
-                    problem: target_problem(t.available, t.consecutive_failures, t.down_for_ms),
+                    problem: problems::target_problem(
+                        t.available,
+                        t.consecutive_failures,
+                        t.down_for_ms,
+                    ),
                     address: t.address,
                     available: t.available,
                     consecutive_failures: t.consecutive_failures,
@@ -449,15 +354,4 @@ fn upstream_statuses(context: &AdminContext) -> Vec<UpstreamStatus> {
                 .collect(),
         })
         .collect()
-}
-
-fn target_problem(available: bool, failures: u32, down_for_ms: Option<u64>) -> Option<String> {
-    if !available {
-        let secs = down_for_ms.unwrap_or(0).div_ceil(1000);
-        return Some(format!(
-            "down after {}; retried in {secs} s",
-            plural(failures.into(), "failure")
-        ));
-    }
-    (failures > 0).then(|| format!("{} in a row", plural(failures.into(), "failure")))
 }

@@ -1,27 +1,27 @@
-//! Sending a request to one target of an upstream group: the keep-alive client (hyper-util's
-//! legacy client over HTTP/1.1), the connect and request timeouts, and classifying failures so
-//! that only connect errors and timeouts count against a target's health.
+//! The HTTP side of talking to one upstream target: the keep-alive client (hyper-util's legacy
+//! client over HTTP/1.1) with its connect timeout, pointing a request at a target, and the
+//! errors a send can end in with the status each gives the client. Which target, and what a
+//! failure does to its health, is the group's business ([`super::group`]).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use http::uri::Authority;
 use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
+use http::{Request, StatusCode, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::body::ProxyBody;
-use super::upstream::UpstreamGroup;
+use crate::http::body::ProxyBody;
 
 /// A pooled keep-alive HTTP/1.1 client for one upstream group.
-pub(crate) type UpstreamClient = Client<HttpConnector, ProxyBody>;
+pub(super) type UpstreamClient = Client<HttpConnector, ProxyBody>;
 
 /// How long an idle upstream connection is kept for reuse.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A client whose connections give up after `connect_timeout`.
-pub(crate) fn client(connect_timeout: Duration) -> UpstreamClient {
+pub(super) fn client(connect_timeout: Duration) -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(connect_timeout));
     connector.set_nodelay(true);
@@ -96,20 +96,11 @@ fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Sends `request` (origin-form URI, headers ready) to the group's next target and waits for
-/// the response headers, recording the outcome in the target's health.
-pub(crate) async fn send(
-    group: &UpstreamGroup,
-    mut request: Request<ProxyBody>,
-) -> Result<Response<Incoming>, UpstreamError> {
-    let index = group
-        .pick(Instant::now())
-        .ok_or_else(|| UpstreamError::NoTarget(group.config.name.clone()))?;
-    let target = &group.targets[index];
-    let authority = target
-        .authority
-        .clone()
-        .ok_or_else(|| UpstreamError::BadTarget(target.address.clone()))?;
+/// Points `request` (origin-form URI, headers ready) at the target `authority`, over HTTP/1.1.
+pub(super) fn aim_at(
+    request: &mut Request<ProxyBody>,
+    authority: Authority,
+) -> Result<(), UpstreamError> {
     let path = request
         .uri()
         .path_and_query()
@@ -121,31 +112,5 @@ pub(crate) async fn send(
         .path_and_query(path)
         .build()?;
     *request.version_mut() = Version::HTTP_11;
-
-    let timeout = group.config.request_timeout;
-    let address = || target.address.clone();
-    match tokio::time::timeout(timeout, group.client.request(request)).await {
-        Ok(Ok(response)) => {
-            group.record_success(index);
-            Ok(response)
-        }
-        Ok(Err(source)) if source.is_connect() => {
-            group.record_failure(index, Instant::now());
-            Err(UpstreamError::Connect {
-                target: address(),
-                source,
-            })
-        }
-        Ok(Err(source)) => Err(UpstreamError::Failed {
-            target: address(),
-            source,
-        }),
-        Err(_elapsed) => {
-            group.record_failure(index, Instant::now());
-            Err(UpstreamError::Timeout {
-                target: address(),
-                timeout,
-            })
-        }
-    }
+    Ok(())
 }

@@ -1,0 +1,11 @@
+//! What the running proxy records about itself: the Prometheus series ([`Metrics`]: requests,
+//! agent decisions, latency and failures, and the registration and pool figures read at scrape
+//! time) and, fed by the same calls, each logical agent's last minute ([`AgentMinute`]). The
+//! data plane and the pool write here through [`crate::state::ProxyState`]; the admin listener
+//! only reads and serves it. Nothing here serves HTTP or decides anything.
+
+mod metrics;
+mod recent;
+
+pub use metrics::Metrics;
+pub use recent::{AgentMinute, RecentDecisions};

@@ -1,5 +1,6 @@
-//! The `sentinel` process under test: its configuration file (written from a
-//! [`ProxySettings`]), start-up until its admin `/health` answers 200, restart on the same
+//! The `sentinel` process under test: its configuration (built from a [`ProxySettings`] with
+//! the typed builder of `sentinel_test_support::config`), start-up on port 0 with the bound
+//! ports read back from its log, until its admin `/health` answers 200, restart on the same
 //! addresses and socket after a signal, and what its admin API says (registered agents,
 //! metrics) and `/proc` says (resident memory, descriptors). Which faults to inject is the
 //! scenarios' business.
@@ -9,12 +10,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
+use sentinel_test_support::config::{
+    Admin, Agent, Listener, ProxyConfig, ReverseListener, Route, Upstream,
+};
+use sentinel_test_support::os;
+use sentinel_test_support::ports::{SentinelAddresses, ANY_LOOPBACK};
+use sentinel_test_support::process::{ProcessSpec, Stream, Supervised};
 use serde_json::Value;
 
 use crate::admin;
 use crate::error::FaultError;
-use crate::process::{ProcessSpec, Supervised};
-use crate::sys;
 
 /// How long an admin call may take: the proxy shares two loaded cores with everything else.
 pub const ADMIN_PATIENCE: Duration = Duration::from_secs(5);
@@ -31,22 +36,22 @@ pub struct ProxySettings {
     pub max_frame_size: u64,
     /// `max-connections-per-agent`.
     pub max_connections_per_agent: usize,
-    /// Extra lines inside `reverse-listener { … }` (e.g. a throttle setting).
-    pub extra_reverse_listener: String,
-    /// The `agents { … }` and `routes { … }` blocks.
-    pub agents_and_routes: String,
+    /// The logical agents.
+    pub agents: Vec<Agent>,
+    /// The routes (to the upstream `backend`).
+    pub routes: Vec<Route>,
 }
 
 impl ProxySettings {
     /// Defaults for the given agents and routes: 10 s handshake timeout, 1 MiB frames,
     /// 8 connections per agent.
-    pub fn new(agents_and_routes: &str) -> ProxySettings {
+    pub fn new(agents: Vec<Agent>, routes: Vec<Route>) -> ProxySettings {
         ProxySettings {
             handshake_timeout: Duration::from_secs(10),
             max_frame_size: 1024 * 1024,
             max_connections_per_agent: 8,
-            extra_reverse_listener: String::new(),
-            agents_and_routes: agents_and_routes.to_string(),
+            agents,
+            routes,
         }
     }
 }
@@ -64,36 +69,26 @@ pub struct ProxyAddresses {
     pub upstream: SocketAddr,
 }
 
-/// The configuration file text for `settings` on `addresses`.
-pub fn config_text(settings: &ProxySettings, addresses: &ProxyAddresses) -> String {
-    format!(
-        r#"reverse-listener {{
-    path "{socket}"
-    max-connections-per-agent {per_agent}
-    handshake-timeout "{handshake}ms"
-    max-frame-size {frame}
-    {extra}
-}}
-listeners {{
-    listener "http" {{ address "{http}"; }}
-}}
-upstreams {{
-    upstream "backend" {{ target "{upstream}"; }}
-}}
-admin {{ address "{admin}"; }}
-shutdown-grace "5s"
-{body}
-"#,
-        socket = addresses.socket.display(),
-        per_agent = settings.max_connections_per_agent,
-        handshake = settings.handshake_timeout.as_millis(),
-        frame = settings.max_frame_size,
-        extra = settings.extra_reverse_listener,
-        http = addresses.http,
-        upstream = addresses.upstream,
-        admin = addresses.admin,
-        body = settings.agents_and_routes,
-    )
+/// The configuration for `settings` on `addresses` (port 0 lets the proxy pick).
+pub fn config(settings: &ProxySettings, addresses: &ProxyAddresses) -> ProxyConfig {
+    let mut config = ProxyConfig::new()
+        .reverse_listener(
+            ReverseListener::unix(&addresses.socket)
+                .max_connections_per_agent(settings.max_connections_per_agent)
+                .handshake_timeout(settings.handshake_timeout)
+                .max_frame_size(settings.max_frame_size),
+        )
+        .listener(Listener::new("http", addresses.http))
+        .upstream(Upstream::new("backend", addresses.upstream))
+        .admin(Admin::new(addresses.admin))
+        .shutdown_grace(Duration::from_secs(5));
+    for agent in &settings.agents {
+        config = config.agent(agent.clone());
+    }
+    for route in &settings.routes {
+        config = config.route(route.clone());
+    }
+    config
 }
 
 /// A running `sentinel --config FILE`.
@@ -103,8 +98,10 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Writes the configuration into `dir` (free loopback ports for HTTP and admin, the socket
-    /// `dir/agents.sock`), starts `sentinel` pinned to `cpu`, and waits for `/health`.
+    /// Writes the configuration into `dir` (HTTP and admin on port 0, the socket
+    /// `dir/agents.sock`), starts `sentinel` pinned to `cpu`, reads the ports it bound from its
+    /// log, and waits for `/health`. The configuration is then rewritten with those ports, so
+    /// a restart comes back on the same addresses.
     pub async fn start(
         sentinel: &Path,
         dir: &Path,
@@ -113,35 +110,37 @@ impl Proxy {
         cpu: Option<usize>,
     ) -> Result<Proxy, FaultError> {
         let config_path = dir.join("sentinel.kdl");
-        // The ports are picked free and released; should another process take one in between,
-        // start again with new ones.
-        let mut last_error = None;
-        for _attempt in 0..3 {
-            let addresses = ProxyAddresses {
-                socket: dir.join("agents.sock"),
-                http: free_port()?,
-                admin: free_port()?,
-                upstream,
-            };
-            std::fs::write(&config_path, config_text(settings, &addresses))
-                .map_err(|e| FaultError::io("writing the proxy configuration", e))?;
-            let process = Supervised::spawn(ProcessSpec {
-                name: "sentinel".into(),
-                program: sentinel.to_path_buf(),
-                args: vec!["--config".into(), config_path.display().to_string()],
-                // Info: connection losses and refusals are logged there, warnings alone
-                // would not explain a failure.
-                envs: vec![("RUST_LOG".into(), "info,sentinel::http::agents=warn".into())],
-                cpu,
-                log: dir.join("sentinel.log"),
+        let mut addresses = ProxyAddresses {
+            socket: dir.join("agents.sock"),
+            http: ANY_LOOPBACK,
+            admin: ANY_LOOPBACK,
+            upstream,
+        };
+        write_config(&config_path, settings, &addresses)?;
+        let spec = ProcessSpec::new("sentinel", sentinel)
+            .args(["--config".to_string(), config_path.display().to_string()])
+            // Info: connection losses and refusals are logged there, warnings alone would not
+            // explain a failure; the `sentinel started` line names the bound ports.
+            .env("RUST_LOG", "info,sentinel::http::agents=warn")
+            .cpu(cpu)
+            .log_file(dir.join("sentinel.log"));
+        let mut process = Supervised::spawn(spec)?;
+        process
+            .wait_for_log("sentinel started", START_PATIENCE)
+            .await?;
+        let bound = SentinelAddresses::from_log(&process.log().text(Stream::Stderr))
+            .and_then(|a| Some((*a.http.first()?, a.admin?)))
+            .ok_or_else(|| {
+                FaultError::Protocol(format!(
+                    "the `sentinel started` line names no HTTP or admin address (log:\n{})",
+                    process.log_tail(20)
+                ))
             })?;
-            let mut proxy = Proxy { process, addresses };
-            match proxy.wait_healthy().await {
-                Ok(_) => return Ok(proxy),
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| FaultError::Protocol("proxy did not start".into())))
+        (addresses.http, addresses.admin) = bound;
+        write_config(&config_path, settings, &addresses)?;
+        let mut proxy = Proxy { process, addresses };
+        proxy.wait_healthy().await?;
+        Ok(proxy)
     }
 
     /// Its addresses.
@@ -161,7 +160,7 @@ impl Proxy {
 
     /// `Err` with the end of its log if it has exited.
     pub fn check_running(&mut self) -> Result<(), FaultError> {
-        self.process.check_running()
+        Ok(self.process.check_running()?)
     }
 
     /// Waits until `/health` answers 200; returns how long that took.
@@ -300,7 +299,7 @@ impl Proxy {
     /// Resident memory (bytes) and open descriptors of the proxy process now.
     pub fn resources(&self) -> Result<(u64, u64), FaultError> {
         let pid = self.process.pid();
-        Ok((sys::rss_bytes(pid)?, sys::fd_count(pid)?))
+        Ok((os::rss_bytes(pid)?, os::fd_count(pid)?))
     }
 }
 
@@ -315,11 +314,14 @@ fn count_connections(agents: &Value, agent_id: &str, pid: Option<u32>) -> usize 
         .sum()
 }
 
-/// A free loopback port: bound, then released for the proxy to take.
-pub fn free_port() -> Result<SocketAddr, FaultError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| FaultError::io("finding a free port", e))
+fn write_config(
+    path: &Path,
+    settings: &ProxySettings,
+    addresses: &ProxyAddresses,
+) -> Result<(), FaultError> {
+    config(settings, addresses)
+        .write_to(path)
+        .map_err(|e| FaultError::io("writing the proxy configuration", e))
 }
 
 #[cfg(test)]
@@ -347,13 +349,14 @@ mod tests {
             admin: "127.0.0.1:2".parse().expect("addr"),
             upstream: "127.0.0.1:3".parse().expect("addr"),
         };
-        let text = config_text(&ProxySettings::new("routes {}"), &addresses);
+        let settings = ProxySettings::new(Vec::new(), vec![Route::new("all", "backend")]);
+        let text = config(&settings, &addresses).render();
         for needle in [
             "/tmp/x/agents.sock",
             "127.0.0.1:1",
             "127.0.0.1:2",
             "127.0.0.1:3",
-            "routes {}",
+            "route \"all\"",
         ] {
             assert!(text.contains(needle), "{needle} missing in {text}");
         }

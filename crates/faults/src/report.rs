@@ -140,6 +140,21 @@ impl Report {
         });
     }
 
+    /// Takes the per-phase tallies of a finished load, and checks that every worker returned
+    /// its samples: a lost worker's requests would silently vanish from every tally.
+    pub fn record_load(&mut self, result: &crate::load::LoadResult) {
+        self.phases = result.tallies();
+        self.check(
+            "every load worker returned its samples (none panicked or was lost)",
+            result.lost.is_empty(),
+            if result.lost.is_empty() {
+                format!("{} of {} workers", result.workers, result.workers)
+            } else {
+                format!("lost {}: {}", result.lost.len(), result.lost.join("; "))
+            },
+        );
+    }
+
     /// Adds the checks every scenario with load has: no must-block request reached the
     /// upstream (its count) nor was seen answered by it (the clients' view).
     pub fn check_nothing_wrongly_allowed(&mut self) {

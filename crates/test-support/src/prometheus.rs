@@ -157,6 +157,32 @@ sentinel_requests_total_other{route="api"} 100
         );
     }
 
+    /// Moved from the faults harness, where the failure reasons are grouped like this.
+    #[test]
+    fn sums_and_groups_failure_reasons() {
+        const FAILURES_PAGE: &str = "# HELP x\n\
+            sentinel_agent_failures_total{agent=\"waf\",reason=\"timeout\"} 3\n\
+            sentinel_agent_failures_total{agent=\"waf\",reason=\"no_connection\"} 2\n\
+            sentinel_agent_failures_total{agent=\"raw\",reason=\"timeout\"} 1\n";
+        let failures = "sentinel_agent_failures_total";
+        assert_eq!(
+            metric_sum(FAILURES_PAGE, failures, &[("agent", "waf")]),
+            5.0
+        );
+        assert_eq!(
+            metric_sum(FAILURES_PAGE, failures, &[("reason", "timeout")]),
+            4.0
+        );
+        assert_eq!(metric_sum(FAILURES_PAGE, "other", &[]), 0.0);
+        assert_eq!(
+            metric_by_label(FAILURES_PAGE, failures, "reason"),
+            vec![
+                ("no_connection".to_string(), 2.0),
+                ("timeout".to_string(), 4.0)
+            ]
+        );
+    }
+
     #[test]
     fn malformed_lines_are_skipped() {
         let samples = parse("x{a=\"unterminated} 1\ny 2\nz{a=\"1\"} notanumber\n");

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::FaultError;
 use crate::load::{Load, LoadSpec};
-use crate::proxy::ProxySettings;
 use crate::report::{seconds, Report};
-use crate::scenarios::{hold, Harness, REGISTER_PATIENCE, WAF_AGENT_AND_ROUTE, WAF_PREFIX};
+use crate::scenarios::{hold, waf_settings, Harness, REGISTER_PATIENCE, WAF_PREFIX};
 
 const STEADY: &str = "steady, 2 agent processes";
 const ONE_KILLED: &str = "waf-a SIGSTOP+SIGKILL, waf-b serves";
@@ -21,9 +20,7 @@ const BOTH_BACK: &str = "both restarted";
 
 /// Runs the scenario.
 pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
-    let mut world = harness
-        .world(&ProxySettings::new(WAF_AGENT_AND_ROUTE))
-        .await?;
+    let mut world = harness.world(&waf_settings()).await?;
     let mut a = harness.waf(&world, "waf-a", 2)?;
     let mut b = harness.waf(&world, "waf-b", 2)?;
     world
@@ -41,7 +38,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     load.phase(ONE_KILLED);
     // Freeze it first so that requests are certainly in flight on it when it dies: those
     // must be retried on the other process at once, not wait for the agent timeout.
-    a.stop().await?;
+    a.pause().await?;
     let caught = wait_in_flight(&world, "waf-a").await?;
     a.kill().await?;
     let detected = world
@@ -83,7 +80,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     let result = load.finish().await;
 
     let mut report = Report::new("kill");
-    report.phases = result.tallies();
+    report.record_load(&result);
     report.fact(
         "requests in flight on waf-a when it was killed",
         caught.to_string(),
@@ -144,7 +141,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
             result.failures_between(registered_at, Instant::now())
         ),
     );
-    Ok(world.finish(report))
+    Ok(world.finish(report).await)
 }
 
 /// Waits until `/agents` shows requests in flight on `agent_id`; returns how many.
@@ -170,7 +167,11 @@ async fn wait_in_flight(
 
 /// `reason=count` pairs of the proxy's `sentinel_agent_failures_total`.
 pub fn failure_reasons(metrics: &str) -> String {
-    let reasons = crate::admin::metric_by_label(metrics, "sentinel_agent_failures_total", "reason");
+    let reasons = sentinel_test_support::prometheus::metric_by_label(
+        metrics,
+        "sentinel_agent_failures_total",
+        "reason",
+    );
     if reasons.is_empty() {
         return "none".into();
     }

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::FaultError;
 use crate::load::{Load, LoadResult, LoadSpec};
-use crate::proxy::ProxySettings;
 use crate::report::{seconds, Report};
-use crate::scenarios::{hold, Harness, World, REGISTER_PATIENCE, WAF_AGENT_AND_ROUTE, WAF_PREFIX};
+use crate::scenarios::{hold, waf_settings, Harness, World, REGISTER_PATIENCE, WAF_PREFIX};
 
 const STEADY: &str = "steady, 2 agent processes";
 const AFTER: &str = "after both restarts";
@@ -29,9 +28,7 @@ struct Restart {
 
 /// Runs the scenario.
 pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
-    let mut world = harness
-        .world(&ProxySettings::new(WAF_AGENT_AND_ROUTE))
-        .await?;
+    let mut world = harness.world(&waf_settings()).await?;
     let a = harness.waf(&world, "waf-a", 2)?;
     let b = harness.waf(&world, "waf-b", 2)?;
     let agents = [("waf-a", a.pid(), 2), ("waf-b", b.pid(), 2)];
@@ -62,7 +59,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     let result = load.finish().await;
 
     let mut report = Report::new("restart");
-    report.phases = result.tallies();
+    report.record_load(&result);
     for r in &restarts {
         describe(&mut report, &result, r);
     }
@@ -98,7 +95,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         format!("{} of {} failed", after.failed(), after.sent),
     );
     drop((a, b));
-    Ok(world.finish(report))
+    Ok(world.finish(report).await)
 }
 
 async fn restart(

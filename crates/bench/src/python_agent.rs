@@ -139,7 +139,7 @@ impl Fixture {
         let python = Proc::spawn(
             "python agent",
             settings.cores.others,
-            &python.to_path_buf(),
+            python,
             &python_args,
             &[("PYTHONPATH", &source.display().to_string())],
         )?;

@@ -46,10 +46,11 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let bin_dir = exe.parent().context("no binary directory")?.to_path_buf();
     if !settings.no_build {
-        sys::build_binaries(
-            &exe,
-            &["sentinel", "sentinel-agent-auth", "sentinel-agent-waf"],
-        )?;
+        sentinel_test_support::build::build_binaries(&[
+            "sentinel",
+            "sentinel-agent-auth",
+            "sentinel-agent-waf",
+        ])?;
     }
     let cores = Cores::detect();
     let dir = tempfile::tempdir()?;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 pub use log::{Log, LogLine, Stream, MAX_LOG_LINES};
 
-use crate::wait::{try_wait_for, wait_for, TimedOut, WaitError};
+use crate::wait::{try_wait_for, wait_for, wait_for_blocking, TimedOut, WaitError};
 
 /// How to start one process.
 #[derive(Debug, Clone)]
@@ -331,6 +331,25 @@ impl Supervised {
             Err(WaitError::TimedOut(e)) => Err(self.timed_out(e)),
             Err(WaitError::Failed { source, .. }) => match source {},
         }
+    }
+
+    /// [`Supervised::wait_exit`] for a thread without a runtime; also waits (briefly) until
+    /// its output has been read to the end, so [`Log::text`] is complete afterwards.
+    pub fn wait_exit_blocking(&mut self, within: Duration) -> Result<ExitStatus, ProcessError> {
+        let what = format!("{} to exit", self.spec.name);
+        let waited = wait_for_blocking(&what, within, || {
+            Ok::<bool, std::convert::Infallible>(self.exit_status().is_some())
+        });
+        if let Err(WaitError::TimedOut(e)) = waited {
+            return Err(self.timed_out(e));
+        }
+        let log = self.log.clone();
+        let what = format!("the output of {} to be read", self.spec.name);
+        // A grandchild holding the pipes open would keep them from closing; the exit counts.
+        let _ = wait_for_blocking(&what, Duration::from_secs(5), || {
+            Ok::<bool, std::convert::Infallible>(log.drained())
+        });
+        Ok(self.exited.unwrap_or_default())
     }
 
     /// SIGTERM, then waits up to `within` for the exit; returns how long the drain took and

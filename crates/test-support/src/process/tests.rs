@@ -102,3 +102,14 @@ async fn dropping_kills_the_whole_group() {
     })
     .await;
 }
+
+#[test]
+fn blocking_wait_returns_the_whole_output() {
+    let mut child =
+        Supervised::spawn(shell("counter", "for i in 1 2 3; do echo $i; done")).expect("spawn");
+    let status = child
+        .wait_exit_blocking(Duration::from_secs(10))
+        .expect("exits");
+    assert!(status.success());
+    assert_eq!(child.log().text(Stream::Stdout), "1\n2\n3");
+}

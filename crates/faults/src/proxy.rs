@@ -13,9 +13,9 @@ use http::StatusCode;
 use sentinel_test_support::config::{
     Admin, Agent, Listener, ProxyConfig, ReverseListener, Route, Upstream,
 };
-use sentinel_test_support::os;
 use sentinel_test_support::ports::{SentinelAddresses, ANY_LOOPBACK};
 use sentinel_test_support::process::{ProcessSpec, Stream, Supervised};
+use sentinel_test_support::{agents_listing, os};
 use serde_json::Value;
 
 use crate::admin;
@@ -225,20 +225,19 @@ impl Proxy {
         agent_id: &str,
         pid: Option<u32>,
     ) -> Result<usize, FaultError> {
-        Ok(count_connections(&self.agents().await?, agent_id, pid))
+        Ok(agents_listing::connections_of(
+            &self.agents().await?,
+            agent_id,
+            pid,
+        ))
     }
 
     /// Requests in flight over every live connection of `agent_id`, as `/agents` shows.
     pub async fn in_flight_of(&self, agent_id: &str) -> Result<u64, FaultError> {
-        let agents = self.agents().await?;
-        Ok(agents["agents"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|a| a["agent_id"] == agent_id)
-            .flat_map(|a| a["connections"].as_array().cloned().unwrap_or_default())
-            .filter_map(|c| c["in_flight"].as_u64())
-            .sum())
+        Ok(agents_listing::in_flight_of(
+            &self.agents().await?,
+            agent_id,
+        ))
     }
 
     /// Waits until every `(agent_id, pid, connections)` is listed with exactly that many
@@ -253,9 +252,9 @@ impl Proxy {
         loop {
             self.process.check_running()?;
             if let Ok(agents) = self.agents().await {
-                let all = expected
-                    .iter()
-                    .all(|(id, pid, n)| count_connections(&agents, id, Some(*pid)) == *n);
+                let all = expected.iter().all(|(id, pid, n)| {
+                    agents_listing::connections_of(&agents, id, Some(*pid)) == *n
+                });
                 if all {
                     return Ok(started.elapsed());
                 }
@@ -303,17 +302,6 @@ impl Proxy {
     }
 }
 
-fn count_connections(agents: &Value, agent_id: &str, pid: Option<u32>) -> usize {
-    agents["agents"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|a| a["agent_id"] == agent_id)
-        .filter(|a| pid.is_none_or(|pid| a["metadata"]["pid"] == pid))
-        .map(|a| a["connections"].as_array().map_or(0, Vec::len))
-        .sum()
-}
-
 fn write_config(
     path: &Path,
     settings: &ProxySettings,
@@ -327,19 +315,6 @@ fn write_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counts_connections_per_agent_and_process() {
-        let agents = serde_json::json!({"agents": [
-            {"agent_id": "waf-a", "metadata": {"pid": 7}, "connections": [{}, {}]},
-            {"agent_id": "waf-a", "metadata": {"pid": 8}, "connections": [{}]},
-            {"agent_id": "waf-b", "metadata": {"pid": 9}, "connections": [{}]},
-        ]});
-        assert_eq!(count_connections(&agents, "waf-a", None), 3);
-        assert_eq!(count_connections(&agents, "waf-a", Some(7)), 2);
-        assert_eq!(count_connections(&agents, "waf-a", Some(9)), 0);
-        assert_eq!(count_connections(&agents, "nobody", None), 0);
-    }
 
     #[test]
     fn config_names_every_address() {

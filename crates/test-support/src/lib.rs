@@ -2,9 +2,10 @@
 //! proxy's KDL configuration ([`config`]), loopback ports without bind-and-release races
 //! ([`ports`]), waiting on conditions ([`wait`]), Prometheus text ([`prometheus`]), the OS
 //! helpers ([`os`]), cargo builds of the binaries ([`build`]) and the process supervisor
-//! ([`process`]).
+//! ([`process`]), and reading the admin `/agents` listing ([`agents_listing`]).
 //! Not shipped (`publish = false`); nothing here is used by the proxy or the SDK themselves.
 
+pub mod agents_listing;
 pub mod build;
 pub mod config;
 pub mod os;

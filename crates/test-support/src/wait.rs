@@ -84,20 +84,10 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool, E>>,
 {
-    let started = Instant::now();
+    let deadline = Deadline::new(what, within);
     loop {
-        match condition().await {
-            Ok(true) => return Ok(started.elapsed()),
-            Ok(false) => {}
-            Err(source) => {
-                return Err(WaitError::Failed {
-                    what: what.to_string(),
-                    source,
-                })
-            }
-        }
-        if started.elapsed() > within {
-            return Err(timed_out(what, within).into());
+        if let Some(done) = deadline.judge(condition().await) {
+            return done;
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
@@ -109,22 +99,45 @@ pub fn wait_for_blocking<E>(
     within: Duration,
     mut condition: impl FnMut() -> Result<bool, E>,
 ) -> Result<Duration, WaitError<E>> {
-    let started = Instant::now();
+    let deadline = Deadline::new(what, within);
     loop {
-        match condition() {
-            Ok(true) => return Ok(started.elapsed()),
-            Ok(false) => {}
-            Err(source) => {
-                return Err(WaitError::Failed {
-                    what: what.to_string(),
-                    source,
-                })
-            }
-        }
-        if started.elapsed() > within {
-            return Err(timed_out(what, within).into());
+        if let Some(done) = deadline.judge(condition()) {
+            return done;
         }
         std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// One wait's clock: the async and blocking loops differ only in how they sleep.
+struct Deadline<'a> {
+    what: &'a str,
+    within: Duration,
+    started: Instant,
+}
+
+impl<'a> Deadline<'a> {
+    fn new(what: &'a str, within: Duration) -> Deadline<'a> {
+        Deadline {
+            what,
+            within,
+            started: Instant::now(),
+        }
+    }
+
+    /// `Some(result)` when the wait is over (the condition held or failed, or time is up);
+    /// `None` to poll again.
+    fn judge<E>(&self, check: Result<bool, E>) -> Option<Result<Duration, WaitError<E>>> {
+        match check {
+            Ok(true) => Some(Ok(self.started.elapsed())),
+            Err(source) => Some(Err(WaitError::Failed {
+                what: self.what.to_string(),
+                source,
+            })),
+            Ok(false) if self.started.elapsed() > self.within => {
+                Some(Err(timed_out(self.what, self.within).into()))
+            }
+            Ok(false) => None,
+        }
     }
 }
 

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use crate::error::FaultError;
 use crate::load::{Load, LoadSpec};
 use crate::report::{seconds, Report};
-use crate::scenarios::{hold, waf_settings, Harness, REGISTER_PATIENCE, WAF_PREFIX};
+use crate::scenarios::{hold, waf_settings, Harness, World, REGISTER_PATIENCE, WAF_PREFIX};
+use sentinel_test_support::process::Supervised;
 
 const STEADY: &str = "steady, 2 agent processes";
 const ONE_KILLED: &str = "waf-a SIGSTOP+SIGKILL, waf-b serves";
@@ -23,13 +24,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     let mut world = harness.world(&waf_settings()).await?;
     let mut a = harness.waf(&world, "waf-a", 2)?;
     let mut b = harness.waf(&world, "waf-b", 2)?;
-    world
-        .proxy
-        .wait_registered(
-            &[("waf-a", a.pid(), 2), ("waf-b", b.pid(), 2)],
-            REGISTER_PATIENCE,
-        )
-        .await?;
+    both_registered(&mut world, &a, &b).await?;
     let phase_hold = harness.hold(Duration::from_secs(5), Duration::from_secs(2));
     let spec = LoadSpec::steady(WAF_PREFIX, Duration::from_secs(300));
     let load = Load::start(spec, world.proxy.addresses().http, STEADY);
@@ -68,13 +63,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     let restarted_at = Instant::now();
     a.respawn()?;
     b.respawn()?;
-    world
-        .proxy
-        .wait_registered(
-            &[("waf-a", a.pid(), 2), ("waf-b", b.pid(), 2)],
-            REGISTER_PATIENCE,
-        )
-        .await?;
+    both_registered(&mut world, &a, &b).await?;
     let registered_at = Instant::now();
     hold(phase_hold).await;
     let result = load.finish().await;
@@ -180,4 +169,19 @@ pub fn failure_reasons(metrics: &str) -> String {
         .map(|(reason, n)| format!("{reason}={n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Waits until agents `a` (waf-a) and `b` (waf-b) are registered with both connections each.
+async fn both_registered(
+    world: &mut World,
+    a: &Supervised,
+    b: &Supervised,
+) -> Result<Duration, FaultError> {
+    world
+        .proxy
+        .wait_registered(
+            &[("waf-a", a.pid(), 2), ("waf-b", b.pid(), 2)],
+            REGISTER_PATIENCE,
+        )
+        .await
 }

@@ -137,6 +137,13 @@ pub struct World {
 }
 
 impl World {
+    /// Starts the steady load on the WAF route (bounded by 300 s), counting in a first phase
+    /// named `first_phase`.
+    pub fn steady_load(&self, first_phase: &str) -> load::Load {
+        let spec = load::LoadSpec::steady(WAF_PREFIX, Duration::from_secs(300));
+        load::Load::start(spec, self.proxy.addresses().http, first_phase)
+    }
+
     /// Adds the final checks ([`World::final_checks`]) and returns the report; when it failed,
     /// the temp dir with every process's log is kept and named in the report.
     pub async fn finish(mut self, mut report: Report) -> Report {

@@ -7,9 +7,9 @@
 use std::time::{Duration, Instant};
 
 use crate::error::FaultError;
-use crate::load::{Load, LoadResult, LoadSpec};
+use crate::load::LoadResult;
 use crate::report::{seconds, Report};
-use crate::scenarios::{hold, waf_settings, Harness, World, REGISTER_PATIENCE, WAF_PREFIX};
+use crate::scenarios::{hold, waf_settings, Harness, World, REGISTER_PATIENCE};
 
 const STEADY: &str = "steady, 2 agent processes";
 const AFTER: &str = "after both restarts";
@@ -37,11 +37,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         .wait_registered(&agents, REGISTER_PATIENCE)
         .await?;
     let load_started = Instant::now();
-    let load = Load::start(
-        LoadSpec::steady(WAF_PREFIX, Duration::from_secs(300)),
-        world.proxy.addresses().http,
-        STEADY,
-    );
+    let load = world.steady_load(STEADY);
     let phase_hold = harness.hold(Duration::from_secs(5), Duration::from_secs(2));
     hold(phase_hold).await;
 

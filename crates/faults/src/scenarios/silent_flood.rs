@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 
 use crate::error::FaultError;
-use crate::load::{Load, LoadSpec};
 use crate::raw::RawConnection;
 use crate::report::{seconds, Report};
-use crate::scenarios::{hold, waf_settings, Harness, REGISTER_PATIENCE, WAF_PREFIX};
+use crate::scenarios::{hold, waf_settings, Harness, REGISTER_PATIENCE};
 use sentinel_test_support::prometheus;
 
 /// Silent connections opened.
@@ -36,11 +35,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         .proxy
         .wait_registered(&[("waf-a", serving.pid(), 2)], REGISTER_PATIENCE)
         .await?;
-    let load = Load::start(
-        LoadSpec::steady(WAF_PREFIX, Duration::from_secs(300)),
-        world.proxy.addresses().http,
-        BASELINE,
-    );
+    let load = world.steady_load(BASELINE);
 
     // Baseline: a second agent process registers and leaves, no flood.
     let mut probe = harness.waf(&world, "waf-b", 2)?;

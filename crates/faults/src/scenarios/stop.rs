@@ -6,10 +6,9 @@
 use std::time::{Duration, Instant};
 
 use crate::error::FaultError;
-use crate::load::{Load, LoadSpec};
 use crate::report::{seconds, Report};
 use crate::scenarios::kill::failure_reasons;
-use crate::scenarios::{hold, waf_settings, Harness, REGISTER_PATIENCE, WAF_PREFIX};
+use crate::scenarios::{hold, waf_settings, Harness, REGISTER_PATIENCE};
 
 const STEADY: &str = "steady, 1 agent process";
 const STOPPED: &str = "agent SIGSTOPped (fail closed)";
@@ -27,11 +26,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         .wait_registered(&[("waf-a", agent.pid(), 2)], REGISTER_PATIENCE)
         .await?;
     let load_started = Instant::now();
-    let load = Load::start(
-        LoadSpec::steady(WAF_PREFIX, Duration::from_secs(300)),
-        world.proxy.addresses().http,
-        STEADY,
-    );
+    let load = world.steady_load(STEADY);
     hold(harness.hold(Duration::from_secs(5), Duration::from_secs(2))).await;
 
     agent.pause().await?;

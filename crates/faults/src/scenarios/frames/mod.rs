@@ -17,11 +17,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::error::FaultError;
-use crate::load::{Load, LoadSpec};
 use crate::proxy::ProxySettings;
 use crate::raw::{frame_bytes, json_payload, types, RawConnection};
 use crate::report::{seconds, Report};
-use crate::scenarios::{waf_agent, waf_route, Harness, World, REGISTER_PATIENCE, WAF_PREFIX};
+use crate::scenarios::{waf_agent, waf_route, Harness, World, REGISTER_PATIENCE};
 use sentinel_test_support::config::{Agent, Event, FailureMode, Route};
 
 /// The agents `waf` (the WAF process) and `raw` (the hand-driven connection), each on its
@@ -73,11 +72,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         .proxy
         .wait_registered(&[("waf-a", waf.pid(), 2)], REGISTER_PATIENCE)
         .await?;
-    let load = Load::start(
-        LoadSpec::steady(WAF_PREFIX, Duration::from_secs(300)),
-        world.proxy.addresses().http,
-        "WAF route while bad frames are sent",
-    );
+    let load = world.steady_load("WAF route while bad frames are sent");
     let mut report = Report::new("frames");
     let mut cases = Cases::new(&world);
     cases.before_registration(&mut report).await?;

@@ -15,6 +15,7 @@ use sentinel_test_support::config::{
 };
 use sentinel_test_support::ports::{SentinelAddresses, ANY_LOOPBACK};
 use sentinel_test_support::process::{ProcessSpec, Stream, Supervised};
+use sentinel_test_support::wait::{try_wait_for, wait_for, WaitError};
 use sentinel_test_support::{agents_listing, os};
 use serde_json::Value;
 
@@ -165,21 +166,18 @@ impl Proxy {
 
     /// Waits until `/health` answers 200; returns how long that took.
     pub async fn wait_healthy(&mut self) -> Result<Duration, FaultError> {
-        let started = Instant::now();
-        loop {
-            self.process.check_running()?;
-            let health = admin::get(self.addresses.admin, "/health", ADMIN_PATIENCE).await;
-            if matches!(health, Ok((StatusCode::OK, _))) {
-                return Ok(started.elapsed());
+        let address = self.addresses.admin;
+        let process = &mut self.process;
+        let waited = try_wait_for("sentinel /health to answer 200", START_PATIENCE, || {
+            let running = process.check_running();
+            async move {
+                running?;
+                let health = admin::get(address, "/health", ADMIN_PATIENCE).await;
+                Ok::<bool, FaultError>(matches!(health, Ok((StatusCode::OK, _))))
             }
-            if started.elapsed() > START_PATIENCE {
-                return Err(FaultError::timeout(
-                    format!("sentinel /health (log:\n{})", self.process.log_tail(20)),
-                    START_PATIENCE,
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        })
+        .await;
+        waited.map_err(|e| with_log(e, &self.process))
     }
 
     /// Sends `signal` (SIGTERM for a graceful stop, SIGKILL for a crash), waits for the exit,
@@ -196,14 +194,7 @@ impl Proxy {
 
     /// `GET /agents`, parsed.
     pub async fn agents(&self) -> Result<Value, FaultError> {
-        let (status, body) = admin::get(self.addresses.admin, "/agents", ADMIN_PATIENCE).await?;
-        if status != StatusCode::OK {
-            return Err(FaultError::Http {
-                what: "GET /agents".into(),
-                detail: format!("status {status}"),
-            });
-        }
-        serde_json::from_slice(&body).map_err(|e| FaultError::Protocol(format!("/agents: {e}")))
+        agents_at(self.addresses.admin).await
     }
 
     /// `GET /metrics`.
@@ -248,29 +239,36 @@ impl Proxy {
         expected: &[(&str, u32, usize)],
         limit: Duration,
     ) -> Result<Duration, FaultError> {
-        let started = Instant::now();
-        loop {
-            self.process.check_running()?;
-            if let Ok(agents) = self.agents().await {
-                let all = expected.iter().all(|(id, pid, n)| {
-                    agents_listing::connections_of(&agents, id, Some(*pid)) == *n
+        let address = self.addresses.admin;
+        let process = &mut self.process;
+        let what = format!("agents {expected:?} to register");
+        let waited = try_wait_for(&what, limit, || {
+            let running = process.check_running();
+            async move {
+                running?;
+                let all = agents_at(address).await.is_ok_and(|agents| {
+                    expected.iter().all(|(id, pid, n)| {
+                        agents_listing::connections_of(&agents, id, Some(*pid)) == *n
+                    })
                 });
-                if all {
-                    return Ok(started.elapsed());
-                }
+                Ok::<bool, FaultError>(all)
             }
-            if started.elapsed() > limit {
+        })
+        .await;
+        match waited {
+            Ok(took) => Ok(took),
+            Err(WaitError::TimedOut(e)) => {
                 let listed = self
                     .agents()
                     .await
                     .map(|a| a.to_string())
                     .unwrap_or_default();
-                return Err(FaultError::timeout(
-                    format!("agents {expected:?} to register; /agents: {listed}"),
-                    limit,
-                ));
+                Err(FaultError::timeout(
+                    format!("{}; /agents: {listed}", e.what),
+                    e.within,
+                ))
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            Err(WaitError::Failed { source, .. }) => Err(source),
         }
     }
 
@@ -280,25 +278,41 @@ impl Proxy {
         agent_id: &str,
         limit: Duration,
     ) -> Result<Duration, FaultError> {
-        let started = Instant::now();
-        loop {
-            if matches!(self.connections_of(agent_id, None).await, Ok(0)) {
-                return Ok(started.elapsed());
-            }
-            if started.elapsed() > limit {
-                return Err(FaultError::timeout(
-                    format!("{agent_id} to leave /agents"),
-                    limit,
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let what = format!("{agent_id} to leave /agents");
+        let waited = wait_for(&what, limit, || async {
+            matches!(self.connections_of(agent_id, None).await, Ok(0))
+        })
+        .await;
+        waited.map_err(|e| FaultError::timeout(e.what, e.within))
     }
 
     /// Resident memory (bytes) and open descriptors of the proxy process now.
     pub fn resources(&self) -> Result<(u64, u64), FaultError> {
         let pid = self.process.pid();
         Ok((os::rss_bytes(pid)?, os::fd_count(pid)?))
+    }
+}
+
+/// `GET /agents` on the admin listener at `address`, parsed.
+async fn agents_at(address: SocketAddr) -> Result<Value, FaultError> {
+    let (status, body) = admin::get(address, "/agents", ADMIN_PATIENCE).await?;
+    if status != StatusCode::OK {
+        return Err(FaultError::Http {
+            what: "GET /agents".into(),
+            detail: format!("status {status}"),
+        });
+    }
+    serde_json::from_slice(&body).map_err(|e| FaultError::Protocol(format!("/agents: {e}")))
+}
+
+/// A wait's failure as a [`FaultError`]; a timeout quotes the end of the proxy's log.
+fn with_log(error: WaitError<FaultError>, process: &Supervised) -> FaultError {
+    match error {
+        WaitError::TimedOut(e) => FaultError::timeout(
+            format!("{} (log:\n{})", e.what, process.log_tail(20)),
+            e.within,
+        ),
+        WaitError::Failed { source, .. } => source,
     }
 }
 

@@ -106,8 +106,7 @@ impl Fixture {
         )?;
         let (_, reply_len) = wire::frame_sizes(encoding);
         let raw_uds = dir.path().join("raw.sock");
-        let raw_tcp = std::net::SocketAddr::from(([127, 0, 0, 1], sys::free_port()?));
-        let raw = Proc::spawn(
+        let mut raw = Proc::spawn(
             "raw echo",
             settings.cores.others,
             &settings.exe,
@@ -116,12 +115,13 @@ impl Fixture {
                 "--uds".into(),
                 raw_uds.display().to_string(),
                 "--tcp".into(),
-                raw_tcp.to_string(),
+                sentinel_test_support::ports::ANY_LOOPBACK.to_string(),
                 "--reply-len".into(),
                 reply_len.to_string(),
             ],
             &[],
         )?;
+        let raw_tcp = raw.listening_address(Duration::from_secs(15))?;
         let mut fixture = Fixture {
             pool,
             shutdown,

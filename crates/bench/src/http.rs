@@ -175,19 +175,17 @@ pub fn agent_connections(admin: SocketAddr, prefix: &str) -> anyhow::Result<u64>
 /// Runs benchmark 3.
 pub fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
-    let upstream = sys::free_port()?;
     let others = settings.cores.others;
-    let _upstream = Proc::spawn(
+    let mut upstream_proc = Proc::spawn(
         "upstream",
         others,
         &settings.exe,
-        &[
-            "upstream".into(),
-            "--addr".into(),
-            format!("127.0.0.1:{upstream}"),
-        ],
+        &["upstream".into(), "--addr".into(), ANY_LOOPBACK.to_string()],
         &[],
     )?;
+    let upstream = upstream_proc
+        .listening_address(Duration::from_secs(15))?
+        .port();
     let StartedSentinel {
         mut proxy,
         http,

@@ -8,7 +8,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::bail;
+use std::net::SocketAddr;
+
+use anyhow::{bail, Context};
 use sentinel_test_support::process::{ProcessSpec, Stream, Supervised};
 use sentinel_test_support::wait::{wait_for_blocking, WaitError};
 
@@ -51,6 +53,24 @@ impl Proc {
     /// Fails if the process has already exited.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         Ok(self.process.check_running()?)
+    }
+
+    /// The address a bench role started on port 0 announced on its first stdout line
+    /// (`listening on ADDR`); waits for it at most `limit`.
+    pub fn listening_address(&mut self, limit: Duration) -> anyhow::Result<SocketAddr> {
+        let what = format!("{} to announce its address", self.process.name());
+        let mut found = None;
+        wait_until(&what, limit, || {
+            self.check_alive()?;
+            found = self
+                .process
+                .log()
+                .text(Stream::Stdout)
+                .lines()
+                .find_map(|line| line.strip_prefix(crate::roles::LISTENING_ON)?.parse().ok());
+            Ok(found.is_some())
+        })?;
+        found.context("no address announced")
     }
 
     /// Its standard error so far.
@@ -96,9 +116,9 @@ pub fn wait_until(
     }
 }
 
-/// A loopback TCP port for a helper process that cannot report the port it bound (nginx,
-/// HAProxy, this binary's upstream and raw-echo roles): bound, then released. The one
-/// bind-and-release left in the bench; the proxy itself gets port 0 and reports its ports.
+/// A loopback TCP port for a program that cannot report the port it bound (nginx, HAProxy):
+/// bound, then released. The one bind-and-release left in the bench; `sentinel` and this
+/// binary's own roles get port 0 and report the ports they bound.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

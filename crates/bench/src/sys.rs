@@ -125,6 +125,28 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// Nanoseconds of up to `iterations` timed calls of `once`, sorted, after a tenth as many
+/// untimed warm-up calls; bounded by 5 s (fewer samples on a slow machine).
+pub async fn timed_round_trips(
+    iterations: usize,
+    mut once: impl AsyncFnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<u64>> {
+    let mut samples = Vec::with_capacity(iterations);
+    let give_up = std::time::Instant::now() + Duration::from_secs(5);
+    for i in 0..iterations + iterations / 10 {
+        if std::time::Instant::now() > give_up {
+            break;
+        }
+        let started = std::time::Instant::now();
+        once().await?;
+        if i >= iterations / 10 {
+            samples.push(started.elapsed().as_nanos() as u64);
+        }
+    }
+    samples.sort_unstable();
+    Ok(samples)
+}
+
 /// Median of `values` (the mean of the middle two for an even count).
 pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();

@@ -155,6 +155,25 @@ impl Report {
         );
     }
 
+    /// Checks that the steady phase `phase` sent requests and none sent from `from` failed
+    /// before `to`, the moment of the fault (named `fault`).
+    pub fn check_steady(
+        &mut self,
+        result: &crate::load::LoadResult,
+        phase: &str,
+        from: std::time::Instant,
+        to: std::time::Instant,
+        fault: &str,
+    ) {
+        let steady = result.failures_between(from, to);
+        let steady_sent = result.tally_of(phase).sent;
+        self.check(
+            format!("steady: no request fails before {fault}"),
+            steady_sent > 0 && steady == 0,
+            format!("{steady} of {steady_sent} failed"),
+        );
+    }
+
     /// Adds the checks every scenario with load has: no must-block request reached the
     /// upstream (its count) nor was seen answered by it (the clients' view).
     pub fn check_nothing_wrongly_allowed(&mut self) {

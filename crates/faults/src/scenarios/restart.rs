@@ -62,12 +62,12 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     // A request sent just before the first signal may still be on its way when the proxy
     // closes its keep-alive connections; it counts in the steady phase but not here.
     let first_signal = restarts.first().map_or_else(Instant::now, |r| r.started);
-    let steady = result.failures_between(load_started, first_signal);
-    let steady_sent = result.tally_of(STEADY).sent;
-    report.check(
-        "steady: no request fails before the first signal",
-        steady_sent > 0 && steady == 0,
-        format!("{steady} of {steady_sent} failed"),
+    report.check_steady(
+        &result,
+        STEADY,
+        load_started,
+        first_signal,
+        "the first signal",
     );
     for r in &restarts {
         let phase = result.tally_of(r.name);

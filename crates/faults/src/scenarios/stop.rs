@@ -76,13 +76,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     report.fact("proxy agent failures by reason", failure_reasons(&metrics));
 
     // The steady phase ends with the requests caught by the stop; those time out.
-    let steady = result.failures_between(load_started, stopped_at);
-    let steady_sent = result.tally_of(STEADY).sent;
-    report.check(
-        "steady: no request fails before the stop",
-        steady_sent > 0 && steady == 0,
-        format!("{steady} of {steady_sent} failed"),
-    );
+    report.check_steady(&result, STEADY, load_started, stopped_at, "the stop");
     // Requests sent while it is stopped and still waiting at SIGCONT are answered by it then.
     let stopped = result.completed_between(stopped_at, resumed_at);
     report.check(

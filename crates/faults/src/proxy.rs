@@ -13,8 +13,8 @@ use http::StatusCode;
 use sentinel_test_support::config::{
     Admin, Agent, Listener, ProxyConfig, ReverseListener, Route, Upstream,
 };
-use sentinel_test_support::ports::{SentinelAddresses, ANY_LOOPBACK};
-use sentinel_test_support::process::{ProcessSpec, Stream, Supervised};
+use sentinel_test_support::ports::ANY_LOOPBACK;
+use sentinel_test_support::process::{ProcessSpec, Supervised};
 use sentinel_test_support::wait::{try_wait_for, wait_for, WaitError};
 use sentinel_test_support::{agents_listing, os};
 use serde_json::Value;
@@ -126,11 +126,12 @@ impl Proxy {
             .cpu(cpu)
             .log_file(dir.join("sentinel.log"));
         let mut process = Supervised::spawn(spec)?;
-        process
-            .wait_for_log("sentinel started", START_PATIENCE)
-            .await?;
-        let bound = SentinelAddresses::from_log(&process.log().text(Stream::Stderr))
-            .and_then(|a| Some((*a.http.first()?, a.admin?)))
+        let bound = process.sentinel_addresses(START_PATIENCE).await?;
+        let bound = bound
+            .http
+            .first()
+            .copied()
+            .zip(bound.admin)
             .ok_or_else(|| {
                 FaultError::Protocol(format!(
                     "the `sentinel started` line names no HTTP or admin address (log:\n{})",

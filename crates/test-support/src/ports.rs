@@ -35,6 +35,9 @@ pub struct SentinelAddresses {
 }
 
 impl SentinelAddresses {
+    /// The message of the proxy's start-up line.
+    pub const STARTED: &'static str = "sentinel started";
+
     /// Reads the last `sentinel started` line of `log` (colour codes are ignored); `None`
     /// until the proxy has written it.
     pub fn from_log(log: &str) -> Option<SentinelAddresses> {
@@ -42,7 +45,7 @@ impl SentinelAddresses {
             .lines()
             .rev()
             .map(strip_ansi)
-            .find(|line| line.contains("sentinel started"))?;
+            .find(|line| line.contains(Self::STARTED))?;
         let http = field(&line, "http")?;
         let http = http
             .trim_start_matches('[')

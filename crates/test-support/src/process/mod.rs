@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub use log::{Log, LogLine, Stream, MAX_LOG_LINES};
 
+use crate::ports::SentinelAddresses;
 use crate::wait::{try_wait_for, wait_for, wait_for_blocking, TimedOut, WaitError};
 
 /// How to start one process.
@@ -149,6 +150,16 @@ pub enum ProcessError {
         name: String,
         /// Its exit status.
         status: String,
+        /// The end of its log.
+        log: String,
+    },
+    /// Its output did not say what it should have.
+    #[error("cannot read {what} from {name}; last log lines:\n{log}")]
+    Unreadable {
+        /// The process.
+        name: String,
+        /// What was looked for.
+        what: String,
         /// The end of its log.
         log: String,
     },
@@ -396,6 +407,23 @@ impl Supervised {
             Err(WaitError::TimedOut(e)) => Err(self.timed_out(e)),
             Err(WaitError::Failed { source, .. }) => Err(source),
         }
+    }
+
+    /// Waits for the `sentinel started` line of a `sentinel` child started with port 0 (its
+    /// `RUST_LOG` must let `sentinel::app` log at info) and returns the addresses it names.
+    pub async fn sentinel_addresses(
+        &mut self,
+        within: Duration,
+    ) -> Result<SentinelAddresses, ProcessError> {
+        self.wait_for_log(SentinelAddresses::STARTED, within)
+            .await?;
+        SentinelAddresses::from_log(&self.log.text(Stream::Stderr)).ok_or_else(|| {
+            ProcessError::Unreadable {
+                name: self.spec.name.clone(),
+                what: "the addresses of its `sentinel started` line".into(),
+                log: self.log.tail(20),
+            }
+        })
     }
 
     fn kill_group(&self) {

@@ -113,3 +113,23 @@ fn blocking_wait_returns_the_whole_output() {
     assert!(status.success());
     assert_eq!(child.log().text(Stream::Stdout), "1\n2\n3");
 }
+
+#[tokio::test]
+async fn reads_the_addresses_a_sentinel_child_announces() {
+    let line = "INFO sentinel::app: sentinel started http=[127.0.0.1:4001] \
+                admin=Some(127.0.0.1:4002) agents_socket=None agents_tcp=None";
+    let script = format!("echo '{line}' >&2; sleep 30");
+    let mut child = Supervised::spawn(shell("fake-sentinel", &script)).expect("spawn");
+    let addresses = child
+        .sentinel_addresses(Duration::from_secs(10))
+        .await
+        .expect("addresses");
+    assert_eq!(addresses.http.len(), 1);
+    assert_eq!(addresses.admin.map(|a| a.port()), Some(4002));
+    let mut silent = Supervised::spawn(shell("silent", "exit 0")).expect("spawn");
+    let error = silent
+        .sentinel_addresses(Duration::from_secs(10))
+        .await
+        .expect_err("no line");
+    assert!(matches!(error, ProcessError::Exited { .. }), "{error}");
+}

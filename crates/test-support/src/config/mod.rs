@@ -4,6 +4,23 @@
 //! and the top-level settings, and renders them through [`kdl`] (escaping, quoting). It does
 //! not validate: the proxy's own loader does, and this module's tests load what it renders
 //! with that loader so a grammar drift fails here first.
+//!
+//! ```
+//! use std::time::Duration;
+//! use sentinel_test_support::config::*;
+//!
+//! let text = ProxyConfig::new()
+//!     .reverse_listener(ReverseListener::unix("/tmp/agents.sock").max_connections_per_agent(4))
+//!     .listener(Listener::new("http", "127.0.0.1:0"))
+//!     .upstream(Upstream::new("backend", "127.0.0.1:9000"))
+//!     .agent(Agent::new("waf").agent_ids(["waf-*"]).timeout(Duration::from_millis(100)))
+//!     .route(Route::new("default", "backend").agents(["waf"]))
+//!     .admin(Admin::new("127.0.0.1:0"))
+//!     .shutdown_grace(Duration::from_secs(5))
+//!     .render();
+//! assert!(text.contains("path \"/tmp/agents.sock\""));
+//! assert!(text.contains("timeout-ms 100"));
+//! ```
 
 pub mod kdl;
 mod reverse_listener;

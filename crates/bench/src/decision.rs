@@ -106,8 +106,7 @@ impl Fixture {
         )?;
         let (_, reply_len) = wire::frame_sizes(encoding);
         let raw_uds = dir.path().join("raw.sock");
-        let raw_tcp = std::net::SocketAddr::from(([127, 0, 0, 1], sys::free_port()?));
-        let raw = Proc::spawn(
+        let mut raw = Proc::spawn(
             "raw echo",
             settings.cores.others,
             &settings.exe,
@@ -116,12 +115,13 @@ impl Fixture {
                 "--uds".into(),
                 raw_uds.display().to_string(),
                 "--tcp".into(),
-                raw_tcp.to_string(),
+                sentinel_test_support::ports::ANY_LOOPBACK.to_string(),
                 "--reply-len".into(),
                 reply_len.to_string(),
             ],
             &[],
         )?;
+        let raw_tcp = raw.listening_address(Duration::from_secs(15))?;
         let mut fixture = Fixture {
             pool,
             shutdown,
@@ -277,20 +277,12 @@ async fn raw_rtt(
 ) -> anyhow::Result<f64> {
     let (_, reply_len) = wire::frame_sizes(encoding);
     let mut reply = vec![0u8; reply_len];
-    let mut samples = Vec::with_capacity(iterations);
-    let give_up = Instant::now() + Duration::from_secs(5);
-    for i in 0..iterations + iterations / 10 {
-        if Instant::now() > give_up {
-            break;
-        }
-        let started = Instant::now();
+    let samples = sys::timed_round_trips(iterations, async || {
         stream.write_all(request).await?;
         stream.read_exact(&mut reply).await?;
-        if i >= iterations / 10 {
-            samples.push(started.elapsed().as_nanos() as u64);
-        }
-    }
-    samples.sort_unstable();
+        Ok(())
+    })
+    .await?;
     Ok(sys::quantile(&samples, 0.5) as f64 / 1000.0)
 }
 

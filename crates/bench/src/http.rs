@@ -11,6 +11,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use sentinel_test_support::config::{
+    Admin, Agent, Event, Listener, ProxyConfig, ReverseListener, Route, Upstream,
+};
+use sentinel_test_support::ports::{SentinelAddresses, ANY_LOOPBACK};
+use sentinel_test_support::prometheus;
+
 use crate::report::{Row, Target};
 use crate::roles::LoadResult;
 use crate::sys::{self, Cores, Proc};
@@ -60,76 +66,80 @@ const SCENARIOS: [Scenario; 4] = [
     },
 ];
 
-fn config(dir: &Path, http: u16, upstream: u16, admin: u16) -> String {
-    format!(
-        r#"
-reverse-listener {{
-    path "{sock}"
-    max-connections-per-agent 16
-}}
-listeners {{
-    listener "http" {{ address "127.0.0.1:{http}" }}
-}}
-upstreams {{
-    upstream "backend" {{ target "127.0.0.1:{upstream}" }}
-}}
-agents {{
-    agent "echo" {{
-        agent-ids "echo-*"
-        events "request_headers"
-        timeout-ms 2000
-    }}
-    agent "waf" {{
-        agent-ids "waf-*"
-        events "request_headers" "request_body"
-        timeout-ms 2000
-    }}
-}}
-routes {{
-    route "plain" {{
-        matches {{ path-prefix "/plain" }}
-        upstream "backend"
-    }}
-    route "echo" {{
-        matches {{ path-prefix "/echo" }}
-        upstream "backend"
-        agents "echo"
-    }}
-    route "waf" {{
-        matches {{ path-prefix "/waf" }}
-        upstream "backend"
-        agents "waf"
-    }}
-}}
-admin {{ address "127.0.0.1:{admin}"; }}
-"#,
-        sock = dir.join("agents.sock").display()
-    )
+fn config(dir: &Path, upstream: u16) -> ProxyConfig {
+    let agent = |name: &str, ids: &str, events: &[Event]| {
+        Agent::new(name)
+            .agent_ids([ids])
+            .events(events.iter().copied())
+            .timeout(Duration::from_secs(2))
+    };
+    let route = |name: &str, agents: &[&str]| {
+        Route::new(name, "backend")
+            .path_prefix(&format!("/{name}"))
+            .agents(agents.iter().copied())
+    };
+    ProxyConfig::new()
+        .reverse_listener(
+            ReverseListener::unix(dir.join("agents.sock")).max_connections_per_agent(16),
+        )
+        .listener(Listener::new("http", ANY_LOOPBACK))
+        .upstream(Upstream::new("backend", format!("127.0.0.1:{upstream}")))
+        .agent(agent("echo", "echo-*", &[Event::RequestHeaders]))
+        .agent(agent(
+            "waf",
+            "waf-*",
+            &[Event::RequestHeaders, Event::RequestBody],
+        ))
+        .route(route("plain", &[]))
+        .route(route("echo", &["echo"]))
+        .route(route("waf", &["waf"]))
+        .admin(Admin::new(ANY_LOOPBACK))
 }
 
-/// A blocking `GET path` on `address`; the body.
-/// Starts the `sentinel` binary of `bin_dir` on `cpu` with `config`, and waits (at most
-/// `limit`) until its admin address answers `/health` and `also_ready` holds.
+/// A `sentinel` process with the addresses it bound.
+pub struct StartedSentinel {
+    /// The process.
+    pub proxy: Proc,
+    /// Its first HTTP listener.
+    pub http: SocketAddr,
+    /// Its admin listener.
+    pub admin: SocketAddr,
+}
+
+/// Writes `config` (HTTP and admin on port 0) to `dir/sentinel.kdl`, starts the `sentinel`
+/// binary of `bin_dir` on `cpu`, reads the ports it bound from its start-up line, and waits
+/// (at most `limit`) until its admin address answers `/health` and `also_ready` holds.
 pub fn spawn_sentinel(
     cpu: usize,
     bin_dir: &Path,
-    config: &Path,
-    admin: SocketAddr,
+    dir: &Path,
+    config: &ProxyConfig,
     limit: Duration,
     also_ready: impl Fn() -> bool,
-) -> anyhow::Result<Proc> {
+) -> anyhow::Result<StartedSentinel> {
+    let config_path = dir.join("sentinel.kdl");
+    config.write_to(&config_path)?;
     let mut proxy = Proc::spawn(
         "sentinel",
         cpu,
         &bin_dir.join("sentinel"),
-        &["--config".into(), config.display().to_string()],
-        &[],
+        &["--config".into(), config_path.display().to_string()],
+        // The start-up line (info) names the ports; everything else stays at warn.
+        &[("RUST_LOG", "warn,sentinel::app=info")],
     )?;
+    let mut bound = None;
+    sys::wait_until("sentinel's start-up line", limit, || {
+        proxy.check_alive()?;
+        bound = SentinelAddresses::from_log(&proxy.stderr())
+            .and_then(|a| Some((*a.http.first()?, a.admin?)));
+        Ok(bound.is_some())
+    })?;
+    let (http, admin) = bound.context("sentinel named no HTTP or admin address")?;
     sys::wait_until("sentinel /health", limit, || {
         proxy.check_alive()?;
         Ok(http_get(admin, "/health").is_ok() && also_ready())
     })?;
-    Ok(proxy)
+    Ok(StartedSentinel { proxy, http, admin })
 }
 
 pub fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
@@ -153,38 +163,38 @@ pub fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
 /// Live agent connections per agent id prefix, from the admin `/metrics`.
 pub fn agent_connections(admin: SocketAddr, prefix: &str) -> anyhow::Result<u64> {
     let metrics = http_get(admin, "/metrics")?;
-    let needle = format!("sentinel_agent_connections{{agent=\"{prefix}");
-    Ok(metrics
-        .lines()
-        .filter(|l| l.starts_with(&needle))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum())
+    let live = prometheus::parse(&metrics)
+        .iter()
+        .filter(|s| s.name == "sentinel_agent_connections")
+        .filter(|s| s.label("agent").is_some_and(|a| a.starts_with(prefix)))
+        .map(|s| s.value)
+        .sum::<f64>();
+    Ok(live as u64)
 }
 
 /// Runs benchmark 3.
 pub fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
-    let (http, upstream, admin) = (sys::free_port()?, sys::free_port()?, sys::free_port()?);
-    let config_path = dir.path().join("sentinel.kdl");
-    std::fs::write(&config_path, config(dir.path(), http, upstream, admin))?;
     let others = settings.cores.others;
-    let _upstream = Proc::spawn(
+    let mut upstream_proc = Proc::spawn(
         "upstream",
         others,
         &settings.exe,
-        &[
-            "upstream".into(),
-            "--addr".into(),
-            format!("127.0.0.1:{upstream}"),
-        ],
+        &["upstream".into(), "--addr".into(), ANY_LOOPBACK.to_string()],
         &[],
     )?;
-    let admin_addr = SocketAddr::from(([127, 0, 0, 1], admin));
-    let mut proxy = spawn_sentinel(
+    let upstream = upstream_proc
+        .listening_address(Duration::from_secs(15))?
+        .port();
+    let StartedSentinel {
+        mut proxy,
+        http,
+        admin: admin_addr,
+    } = spawn_sentinel(
         settings.cores.proxy,
         &settings.bin_dir,
-        &config_path,
-        admin_addr,
+        dir.path(),
+        &config(dir.path(), upstream),
         Duration::from_secs(15),
         || true,
     )?;
@@ -235,7 +245,7 @@ pub fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
             let args = vec![
                 "load".into(),
                 "--addr".into(),
-                format!("127.0.0.1:{http}"),
+                http.to_string(),
                 "--path".into(),
                 scenario.path.into(),
                 "--connections".into(),

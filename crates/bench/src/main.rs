@@ -163,10 +163,11 @@ fn main() -> anyhow::Result<()> {
     let needs_binaries = matches!(cli.mode, Mode::All | Mode::Http { .. } | Mode::Storm { .. });
     if needs_binaries && !cli.no_build {
         // Benchmarks 3 and 4 start these (`cargo run -p sentinel-bench` builds only its own).
-        sys::build_binaries(
-            &exe,
-            &["sentinel", "sentinel-agent-echo", "sentinel-agent-waf"],
-        )?;
+        sentinel_test_support::build::build_binaries(&[
+            "sentinel",
+            "sentinel-agent-echo",
+            "sentinel-agent-waf",
+        ])?;
     }
     print_machine(cores, cli.runs);
     let started = Instant::now();

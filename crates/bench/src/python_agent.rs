@@ -139,7 +139,7 @@ impl Fixture {
         let python = Proc::spawn(
             "python agent",
             settings.cores.others,
-            &python.to_path_buf(),
+            python,
             &python_args,
             &[("PYTHONPATH", &source.display().to_string())],
         )?;
@@ -172,23 +172,15 @@ impl Drop for Fixture {
 /// Median round trip (µs) of one request at a time to `agent`; bounded by count and 5 s.
 async fn rtt(pool: &AgentPool, agent: &str, iterations: usize) -> anyhow::Result<f64> {
     let event = Event::RequestHeaders(wire::request_headers(0));
-    let mut samples = Vec::with_capacity(iterations);
-    let give_up = Instant::now() + Duration::from_secs(5);
-    for i in 0..iterations + iterations / 10 {
-        if Instant::now() > give_up {
-            break;
-        }
-        let started = Instant::now();
+    let samples = sys::timed_round_trips(iterations, async || {
         let mut request = pool.begin(agent)?;
         request.send(event.clone(), TIMEOUT).await?;
-        if i >= iterations / 10 {
-            samples.push(started.elapsed().as_nanos() as u64);
-        }
-    }
+        Ok(())
+    })
+    .await?;
     if samples.is_empty() {
         bail!("no round trip to the {agent} agent completed");
     }
-    samples.sort_unstable();
     Ok(sys::quantile(&samples, 0.5) as f64 / 1000.0)
 }
 

@@ -65,6 +65,7 @@ pub fn raw_echo(uds: PathBuf, tcp: SocketAddr, reply_len: usize) -> anyhow::Resu
         let reply = crate::wire::filler_frame(reply_len, 0x20);
         let uds = tokio::net::UnixListener::bind(&uds).context("binding the raw echo socket")?;
         let tcp = tokio::net::TcpListener::bind(tcp).await?;
+        announce_listening(tcp.local_addr()?)?;
         loop {
             tokio::select! {
                 accepted = uds.accept() => {
@@ -107,11 +108,25 @@ async fn echo_frames(mut stream: impl AsyncRead + AsyncWrite + Unpin, reply: Byt
     }
 }
 
+/// The first stdout line of a role that listens: the bench starts it on port 0 and reads
+/// the port from this line ([`crate::sys::Proc::listening_address`]).
+fn announce_listening(address: SocketAddr) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{LISTENING_ON}{address}")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// The prefix of [`announce_listening`]'s line.
+pub const LISTENING_ON: &str = "listening on ";
+
 /// `upstream`: a minimal HTTP/1.1 server answering `200 ok` after reading the body.
 pub fn upstream(address: SocketAddr) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(address).await?;
+        announce_listening(listener.local_addr()?)?;
         loop {
             let (stream, _) = listener.accept().await?;
             stream.set_nodelay(true)?;

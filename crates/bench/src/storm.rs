@@ -5,7 +5,6 @@
 //! proxy's RSS growth divided by the number of connections is the memory per idle registered
 //! connection. Each run uses a fresh proxy process.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,12 @@ use sentinel_agent_protocol::{Frame, FrameCodec, MessageType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::Encoder;
 
-use crate::http::{agent_connections, spawn_sentinel};
+use sentinel_test_support::config::{
+    Admin, Agent, Listener, ProxyConfig, ReverseListener, Route, Upstream,
+};
+use sentinel_test_support::ports::ANY_LOOPBACK;
+
+use crate::http::{agent_connections, spawn_sentinel, StartedSentinel};
 use crate::report::{Row, Target};
 use crate::sys::{self, Cores};
 
@@ -30,36 +34,23 @@ pub struct Settings {
     pub agents: usize,
 }
 
-fn config(dir: &Path, http: u16, admin: u16, agents: usize) -> String {
-    format!(
-        r#"
-reverse-listener {{
-    path "{sock}"
-    max-connections-per-agent 1
-    max-pending-handshakes {pending}
-    heartbeat-interval "120s"
-}}
-listeners {{
-    listener "http" {{ address "127.0.0.1:{http}" }}
-}}
-upstreams {{
-    upstream "backend" {{ target "127.0.0.1:9" }}
-}}
-agents {{
-    agent "storm" {{ agent-ids "storm-*"; }}
-}}
-routes {{
-    route "default" {{
-        matches {{ path-prefix "/" }}
-        upstream "backend"
-        agents "storm"
-    }}
-}}
-admin {{ address "127.0.0.1:{admin}"; }}
-"#,
-        sock = dir.join("agents.sock").display(),
-        pending = agents.max(1024) * 2,
-    )
+fn config(dir: &Path, agents: usize) -> ProxyConfig {
+    ProxyConfig::new()
+        .reverse_listener(
+            ReverseListener::unix(dir.join("agents.sock"))
+                .max_connections_per_agent(1)
+                .max_pending_handshakes(agents.max(1024) * 2)
+                .heartbeat_interval(Duration::from_secs(120)),
+        )
+        .listener(Listener::new("http", ANY_LOOPBACK))
+        .upstream(Upstream::new("backend", "127.0.0.1:9"))
+        .agent(Agent::new("storm").agent_ids(["storm-*"]))
+        .route(
+            Route::new("default", "backend")
+                .path_prefix("/")
+                .agents(["storm"]),
+        )
+        .admin(Admin::new(ANY_LOOPBACK))
 }
 
 fn registration(agent_id: &str) -> anyhow::Result<Vec<u8>> {
@@ -151,19 +142,16 @@ pub fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
 
 async fn one_run(settings: &Settings) -> anyhow::Result<RunResult> {
     let dir = tempfile::tempdir()?;
-    let (http, admin) = (sys::free_port()?, sys::free_port()?);
-    let config_path = dir.path().join("sentinel.kdl");
-    std::fs::write(
-        &config_path,
-        config(dir.path(), http, admin, settings.agents),
-    )?;
-    let admin_addr = SocketAddr::from(([127, 0, 0, 1], admin));
     let socket = dir.path().join("agents.sock");
-    let mut proxy = spawn_sentinel(
+    let StartedSentinel {
+        mut proxy,
+        admin: admin_addr,
+        ..
+    } = spawn_sentinel(
         settings.cores.proxy,
         &settings.bin_dir,
-        &config_path,
-        admin_addr,
+        dir.path(),
+        &config(dir.path(), settings.agents),
         Duration::from_secs(15),
         || socket.exists(),
     )?;

@@ -1,163 +1,81 @@
-//! The machine side of benchmarking: which core each role runs on (the proxy alone on one,
-//! everything else on another), pinning this process and children (`taskset`), the open-files
-//! limit, CPU time and RSS of a process from `/proc`, and child processes that die with us.
+//! The machine side of benchmarking, on top of `sentinel_test_support`: the core layout,
+//! pinning, the open-files limit and `/proc` readings come from its `os` module (re-exported
+//! here); child processes ([`Proc`]) are its supervisor, pinned to a core, killed with their
+//! group when dropped; builds are its `build` module. What stays here is what only the bench
+//! needs: statistics, a helper run to completion for its output, and the waits on plain
+//! threads.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
+
+use std::net::SocketAddr;
 
 use anyhow::{bail, Context};
+use sentinel_test_support::process::{ProcessSpec, Stream, Supervised};
+use sentinel_test_support::wait::{wait_for_blocking, WaitError};
 
-/// Where each role runs.
-#[derive(Debug, Clone, Copy)]
-pub struct Cores {
-    /// The proxy side (the `sentinel` process, or the pool in this process).
-    pub proxy: usize,
-    /// Clients, agents, upstreams and load generators.
-    pub others: usize,
-    /// How many CPUs this process may use.
-    pub available: usize,
-}
+pub use sentinel_test_support::os::{
+    cpu_time, pin_current_thread, raise_nofile_limit, rss_bytes, unpin_current_thread, Cores,
+};
 
-impl Cores {
-    /// Proxy on CPU 0, the rest on CPU 1 (both on CPU 0 on a one-CPU machine).
-    pub fn detect() -> Cores {
-        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Cores {
-            proxy: 0,
-            others: if available > 1 { 1 } else { 0 },
-            available,
-        }
-    }
-}
-
-/// Pins the calling thread (and every thread it starts later) to `cpu`.
-pub fn pin_current_thread(cpu: usize) -> anyhow::Result<()> {
-    // SAFETY: `set` is a plain bit set owned by this frame; sched_setaffinity only reads it.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        bail!(
-            "sched_setaffinity(cpu {cpu}) failed: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
-}
-
-/// Undoes [`pin_current_thread`] for the calling thread: every CPU again.
-pub fn unpin_current_thread() {
-    // SAFETY: as above.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for cpu in 0..libc::CPU_SETSIZE as usize {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
-/// Raises the soft open-files limit to the hard one; returns the new soft limit.
-pub fn raise_nofile_limit() -> u64 {
-    // SAFETY: getrlimit/setrlimit on a stack value.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 0;
-        }
-        limit.rlim_cur = limit.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        limit.rlim_cur as u64
-    }
-}
-
-/// User + system CPU time of process `pid` so far.
-pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = &stat[stat.rfind(')').context("malformed stat")? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
-}
-
-/// Resident set size of process `pid` in bytes.
-pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS")?;
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .context("malformed VmRSS")?
-        .parse()?;
-    Ok(kib * 1024)
-}
-
-/// A child process killed (SIGKILL) and reaped when dropped.
+/// A child process pinned to a core, its stderr repeated on ours, killed (with its process
+/// group) and reaped when dropped.
 pub struct Proc {
-    child: Child,
-    what: String,
+    process: Supervised,
 }
 
 impl Proc {
-    /// Starts `program args` pinned to `cpu` with `taskset`, stdout discarded, stderr
-    /// inherited unless `quiet`, `RUST_LOG=warn` unless `env` says otherwise.
+    /// Starts `program args` pinned to `cpu`, `RUST_LOG=warn` unless `env` says otherwise.
     pub fn spawn(
         what: &str,
         cpu: usize,
-        program: &PathBuf,
+        program: &Path,
         args: &[String],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Proc> {
-        let mut command = Command::new("taskset");
-        command
-            .arg("-c")
-            .arg(cpu.to_string())
-            .arg(program)
+        let mut spec = ProcessSpec::new(what, program)
             .args(args)
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {what} ({})", program.display()))?;
+            .cpu(Some(cpu))
+            .echo_stderr();
+        for (key, value) in env {
+            spec = spec.env(key, value);
+        }
         Ok(Proc {
-            child,
-            what: what.to_string(),
+            process: Supervised::spawn(spec)?,
         })
     }
 
-    /// The process id (taskset execs the program, so it is the program's).
+    /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Fails if the process has already exited.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!("{} exited early: {status}", self.what);
-        }
-        Ok(())
+        Ok(self.process.check_running()?)
     }
-}
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// The address a bench role started on port 0 announced on its first stdout line
+    /// (`listening on ADDR`); waits for it at most `limit`.
+    pub fn listening_address(&mut self, limit: Duration) -> anyhow::Result<SocketAddr> {
+        let what = format!("{} to announce its address", self.process.name());
+        let mut found = None;
+        wait_until(&what, limit, || {
+            self.check_alive()?;
+            found = self
+                .process
+                .log()
+                .text(Stream::Stdout)
+                .lines()
+                .find_map(|line| line.strip_prefix(crate::roles::LISTENING_ON)?.parse().ok());
+            Ok(found.is_some())
+        })?;
+        found.context("no address announced")
+    }
+
+    /// Its standard error so far.
+    pub fn stderr(&self) -> String {
+        self.process.log().text(Stream::Stderr)
     }
 }
 
@@ -165,85 +83,68 @@ impl Drop for Proc {
 /// after `limit`.
 pub fn run_capture(
     cpu: usize,
-    program: &PathBuf,
+    program: &Path,
     args: &[String],
     limit: Duration,
 ) -> anyhow::Result<String> {
-    let mut child = Command::new("taskset")
-        .arg("-c")
-        .arg(cpu.to_string())
-        .arg(program)
+    let name = program.display().to_string();
+    let spec = ProcessSpec::new(&name, program)
         .args(args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", program.display()))?;
-    let started = Instant::now();
-    loop {
-        if child.try_wait()?.is_some() {
-            break;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("{} took longer than {limit:?}", program.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        .cpu(Some(cpu))
+        .echo_stderr();
+    let mut process = Supervised::spawn(spec)?;
+    let status = process.wait_exit_blocking(limit)?;
+    if !status.success() {
+        bail!("{name} failed: {status}");
     }
-    let output = child.wait_with_output()?;
-    if !output.status.success() {
-        bail!("{} failed: {}", program.display(), output.status);
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    Ok(process.log().text(Stream::Stdout))
 }
 
-/// Polls `condition` every 2 ms until it holds; fails naming `what` after `limit`.
+/// Polls `condition` until it holds; fails naming `what` after `limit`, or at once when the
+/// condition fails.
 pub fn wait_until(
     what: &str,
     limit: Duration,
-    mut condition: impl FnMut() -> anyhow::Result<bool>,
+    condition: impl FnMut() -> anyhow::Result<bool>,
 ) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    loop {
-        if condition()? {
-            return Ok(started.elapsed());
+    match wait_for_blocking(what, limit, condition) {
+        Ok(took) => Ok(took),
+        Err(WaitError::TimedOut(e)) => Err(e.into()),
+        Err(WaitError::Failed { what, source }) => {
+            Err(source.context(format!("waiting for {what}")))
         }
-        if started.elapsed() > limit {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
-/// Builds the binaries of `packages` in the profile of `exe` (the running bench), so that the
-/// suite starts what it measures: `cargo run -p sentinel-bench` builds only its own package.
-pub fn build_binaries(exe: &std::path::Path, packages: &[&str]) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let release = exe
-        .parent()
-        .and_then(|p| p.file_name())
-        .is_some_and(|n| n == "release");
-    let mut command = Command::new(cargo);
-    command.args(["build", "--quiet", "--bins"]);
-    for package in packages {
-        command.args(["-p", package]);
-    }
-    if release {
-        command.arg("--release");
-    }
-    if !command.status().context("running cargo build")?.success() {
-        bail!("cargo build of {} failed", packages.join(", "));
-    }
-    Ok(())
-}
-
-/// A free loopback TCP port (bound, then released).
+/// A loopback TCP port for a program that cannot report the port it bound (nginx, HAProxy):
+/// bound, then released. The one bind-and-release left in the bench; `sentinel` and this
+/// binary's own roles get port 0 and report the ports they bound.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// Nanoseconds of up to `iterations` timed calls of `once`, sorted, after a tenth as many
+/// untimed warm-up calls; bounded by 5 s (fewer samples on a slow machine).
+pub async fn timed_round_trips(
+    iterations: usize,
+    mut once: impl AsyncFnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<u64>> {
+    let mut samples = Vec::with_capacity(iterations);
+    let give_up = std::time::Instant::now() + Duration::from_secs(5);
+    for i in 0..iterations + iterations / 10 {
+        if std::time::Instant::now() > give_up {
+            break;
+        }
+        let started = std::time::Instant::now();
+        once().await?;
+        if i >= iterations / 10 {
+            samples.push(started.elapsed().as_nanos() as u64);
+        }
+    }
+    samples.sort_unstable();
+    Ok(samples)
 }
 
 /// Median of `values` (the mean of the middle two for an even count).

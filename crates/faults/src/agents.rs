@@ -1,12 +1,12 @@
 //! The real agent processes of a scenario: `sentinel-waf-agent` started with an agent id and a
 //! number of connections, dialling the proxy's Unix socket. The WAF's built-in rules block the
 //! SQL injection the load generator sends as its must-block request; everything else is
-//! allowed. Supervision (signals, restarts) is [`crate::process`].
+//! allowed. Supervision (signals, restarts) is `sentinel_test_support::process`.
 
 use std::path::Path;
 
 use crate::error::FaultError;
-use crate::process::{ProcessSpec, Supervised};
+use sentinel_test_support::process::{ProcessSpec, Supervised};
 
 /// How to start one WAF agent process.
 #[derive(Debug, Clone)]
@@ -29,26 +29,22 @@ impl WafAgent<'_> {
     /// The process spec (headers only: the load's must-block requests carry the attack in
     /// the query string).
     pub fn spec(&self) -> ProcessSpec {
-        ProcessSpec {
-            name: self.agent_id.to_string(),
-            program: self.binary.to_path_buf(),
-            args: vec![
-                "--connect".into(),
+        ProcessSpec::new(self.agent_id, self.binary)
+            .args([
+                "--connect".to_string(),
                 format!("unix:{}", self.socket.display()),
                 "--agent-id".into(),
                 self.agent_id.to_string(),
                 "--connections".into(),
                 self.connections.to_string(),
                 "--no-body".into(),
-            ],
-            envs: Vec::new(),
-            cpu: self.cpu,
-            log: self.log_dir.join(format!("{}.log", self.agent_id)),
-        }
+            ])
+            .cpu(self.cpu)
+            .log_file(self.log_dir.join(format!("{}.log", self.agent_id)))
     }
 
     /// Starts it.
     pub fn spawn(&self) -> Result<Supervised, FaultError> {
-        Supervised::spawn(self.spec())
+        Ok(Supervised::spawn(self.spec())?)
     }
 }

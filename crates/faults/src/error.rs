@@ -3,20 +3,20 @@
 //! nonsense). A scenario whose *expectation* fails is not an error: that is a failed check in
 //! its [`crate::report::Report`].
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// What went wrong while running a scenario.
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
-    /// A binary the harness runs was not found.
-    #[error("{name} was not found in {dir}; build it first (`cargo build --workspace`, or run sentinel-faults without --no-build)")]
-    MissingBinary {
-        /// Binary name.
-        name: String,
-        /// Where it was looked for.
-        dir: PathBuf,
-    },
+    /// A binary could not be built or found.
+    #[error(transparent)]
+    Build(#[from] sentinel_test_support::build::BuildError),
+    /// A supervised process could not be started or driven, or exited unexpectedly.
+    #[error(transparent)]
+    Process(#[from] sentinel_test_support::process::ProcessError),
+    /// A `/proc` read or system call failed.
+    #[error(transparent)]
+    Os(#[from] sentinel_test_support::os::OsError),
     /// An I/O step failed.
     #[error("{what}: {source}")]
     Io {
@@ -33,16 +33,6 @@ pub enum FaultError {
         what: String,
         /// How long was waited.
         after: Duration,
-    },
-    /// A supervised process exited when it should not have.
-    #[error("{what} exited unexpectedly ({status}); last log lines:\n{log}")]
-    Exited {
-        /// The process.
-        what: String,
-        /// Its exit status.
-        status: String,
-        /// The end of its log.
-        log: String,
     },
     /// An HTTP exchange with the proxy's admin API or the proxy failed.
     #[error("{what}: {detail}")]

@@ -3,8 +3,8 @@
 //! `sentinel-faults` binary that runs the scenarios.
 //!
 //! The pieces, all real processes and sockets:
-//! - [`process`]: supervision of child processes (spawn pinned to a CPU, signal, SIGSTOP
-//!   until stopped, kill, restart from the same spec, logs to a file).
+//! - processes are supervised by `sentinel_test_support::process` (spawn pinned to a CPU,
+//!   signal, SIGSTOP until stopped, kill, restart from the same spec, logs kept).
 //! - [`proxy`]: the `sentinel` binary on a generated configuration; `/health`, `/agents`,
 //!   `/metrics`; restart on the same addresses; RSS and descriptors from `/proc`.
 //! - [`agents`]: the real WAF agent process dialling the proxy.
@@ -24,12 +24,10 @@ pub mod agents;
 pub mod binaries;
 pub mod error;
 pub mod load;
-pub mod process;
 pub mod proxy;
 pub mod raw;
 pub mod report;
 pub mod scenarios;
-pub mod sys;
 pub mod upstream;
 
 pub use error::FaultError;

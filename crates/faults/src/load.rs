@@ -136,10 +136,14 @@ impl Load {
     pub async fn finish(mut self) -> LoadResult {
         self.stop.cancel();
         let mut samples = Vec::new();
-        for worker in std::mem::take(&mut self.workers) {
-            // A worker task only ends by returning its samples; a panic would be a bug here.
-            if let Ok(mine) = worker.await {
-                samples.extend(mine);
+        let workers = self.workers.len();
+        let mut lost = Vec::new();
+        for (index, worker) in std::mem::take(&mut self.workers).into_iter().enumerate() {
+            // A worker task only ends by returning its samples; one that panicked or was
+            // cancelled took its samples with it, so the result says so and fails the check.
+            match worker.await {
+                Ok(mine) => samples.extend(mine),
+                Err(e) => lost.push(format!("worker {index}: {e}")),
             }
         }
         samples.sort_by_key(|s| s.sent);
@@ -149,7 +153,12 @@ impl Load {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        LoadResult { names, samples }
+        LoadResult {
+            names,
+            samples,
+            workers,
+            lost,
+        }
     }
 }
 
@@ -202,24 +211,59 @@ impl Worker {
     }
 
     async fn send(&self, n: u64, must_block: bool) -> Outcome {
-        let query = if must_block {
+        let path = format!("{}/w{}", self.spec.path_prefix, self.worker);
+        let request = RequestSpec {
+            proxy: self.proxy,
+            path: &path,
+            n,
+            must_block,
+            timeout: self.spec.request_timeout,
+        };
+        request.send(&self.client).await
+    }
+}
+
+/// Sends one request to `path_prefix` (a must-block one when `must_block`) on a fresh
+/// client, with the load's usual 10 s timeout, and classifies the answer.
+pub async fn send_one(proxy: SocketAddr, path_prefix: &str, must_block: bool) -> Outcome {
+    let client: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let path = format!("{path_prefix}/one");
+    let request = RequestSpec {
+        proxy,
+        path: &path,
+        n: 0,
+        must_block,
+        timeout: Duration::from_secs(10),
+    };
+    request.send(&client).await
+}
+
+struct RequestSpec<'a> {
+    proxy: SocketAddr,
+    path: &'a str,
+    n: u64,
+    must_block: bool,
+    timeout: Duration,
+}
+
+impl RequestSpec<'_> {
+    async fn send(&self, client: &Client<HttpConnector, Empty<Bytes>>) -> Outcome {
+        let query = if self.must_block {
             SQL_INJECTION_QUERY.to_string()
         } else {
-            format!("id={n}")
+            format!("id={}", self.n)
         };
-        let uri = format!(
-            "http://{}{}/w{}?{query}",
-            self.proxy, self.spec.path_prefix, self.worker
-        );
+        let uri = format!("http://{}{}?{query}", self.proxy, self.path);
         let mut request = Request::get(uri);
-        if must_block {
+        if self.must_block {
             request = request.header(MUST_BLOCK_HEADER, "1");
         }
         let Ok(request) = request.body(Empty::new()) else {
             return Outcome::Other;
         };
         let exchange = async {
-            let response = self.client.request(request).await.map_err(classify_error)?;
+            let response = client.request(request).await.map_err(classify_error)?;
             let status = response.status();
             let by_upstream = response.headers().contains_key(UPSTREAM_HEADER);
             // The whole answer must arrive; a connection cut mid-body is a reset.
@@ -230,7 +274,7 @@ impl Worker {
                 .map_err(|_| Outcome::RefusedOrReset)?;
             Ok::<_, Outcome>(classify_status(status, by_upstream))
         };
-        match tokio::time::timeout(self.spec.request_timeout, exchange).await {
+        match tokio::time::timeout(self.timeout, exchange).await {
             Ok(Ok(outcome)) | Ok(Err(outcome)) => outcome,
             Err(_) => Outcome::Timeout,
         }
@@ -289,6 +333,10 @@ pub struct LoadResult {
     pub names: Vec<String>,
     /// Samples sorted by send time.
     pub samples: Vec<Sample>,
+    /// Workers started.
+    pub workers: usize,
+    /// Workers whose samples were lost (panicked or cancelled), with why.
+    pub lost: Vec<String>,
 }
 
 impl LoadResult {
@@ -390,6 +438,25 @@ fn failed(outcome: Outcome) -> bool {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_panicking_worker_is_reported_lost() {
+        let load = Load {
+            phases: Arc::new(Phases {
+                names: Mutex::new(vec!["p".into()]),
+                current: AtomicUsize::new(0),
+            }),
+            stop: CancellationToken::new(),
+            workers: vec![
+                tokio::spawn(async { Vec::new() }),
+                tokio::spawn(async { panic!("worker bug") }),
+            ],
+        };
+        let result = load.finish().await;
+        assert_eq!(result.workers, 2);
+        assert_eq!(result.lost.len(), 1, "{:?}", result.lost);
+        assert!(result.lost[0].starts_with("worker 1"));
+    }
+
     #[test]
     fn statuses_map_to_outcomes() {
         assert_eq!(classify_status(StatusCode::OK, true), Outcome::Allowed);
@@ -425,6 +492,8 @@ mod tests {
             phase: 0,
         };
         let result = LoadResult {
+            workers: 1,
+            lost: Vec::new(),
             names: vec!["p".into()],
             samples: vec![
                 sample(0, 5, Outcome::Allowed),

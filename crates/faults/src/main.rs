@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sentinel_faults::binaries::{self, Binaries};
 use sentinel_faults::scenarios::{self, Harness};
-use sentinel_faults::sys::{self, Cores};
+use sentinel_test_support::os::{self as sys, Cores};
 
 #[derive(Parser)]
 #[command(

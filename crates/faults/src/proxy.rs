@@ -1,5 +1,6 @@
-//! The `sentinel` process under test: its configuration file (written from a
-//! [`ProxySettings`]), start-up until its admin `/health` answers 200, restart on the same
+//! The `sentinel` process under test: its configuration (built from a [`ProxySettings`] with
+//! the typed builder of `sentinel_test_support::config`), start-up on port 0 with the bound
+//! ports read back from its log, until its admin `/health` answers 200, restart on the same
 //! addresses and socket after a signal, and what its admin API says (registered agents,
 //! metrics) and `/proc` says (resident memory, descriptors). Which faults to inject is the
 //! scenarios' business.
@@ -9,12 +10,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
+use sentinel_test_support::config::{
+    Admin, Agent, Listener, ProxyConfig, ReverseListener, Route, Upstream,
+};
+use sentinel_test_support::ports::ANY_LOOPBACK;
+use sentinel_test_support::process::{ProcessSpec, Supervised};
+use sentinel_test_support::wait::{try_wait_for, wait_for, WaitError};
+use sentinel_test_support::{agents_listing, os};
 use serde_json::Value;
 
 use crate::admin;
 use crate::error::FaultError;
-use crate::process::{ProcessSpec, Supervised};
-use crate::sys;
 
 /// How long an admin call may take: the proxy shares two loaded cores with everything else.
 pub const ADMIN_PATIENCE: Duration = Duration::from_secs(5);
@@ -31,22 +37,22 @@ pub struct ProxySettings {
     pub max_frame_size: u64,
     /// `max-connections-per-agent`.
     pub max_connections_per_agent: usize,
-    /// Extra lines inside `reverse-listener { … }` (e.g. a throttle setting).
-    pub extra_reverse_listener: String,
-    /// The `agents { … }` and `routes { … }` blocks.
-    pub agents_and_routes: String,
+    /// The logical agents.
+    pub agents: Vec<Agent>,
+    /// The routes (to the upstream `backend`).
+    pub routes: Vec<Route>,
 }
 
 impl ProxySettings {
     /// Defaults for the given agents and routes: 10 s handshake timeout, 1 MiB frames,
     /// 8 connections per agent.
-    pub fn new(agents_and_routes: &str) -> ProxySettings {
+    pub fn new(agents: Vec<Agent>, routes: Vec<Route>) -> ProxySettings {
         ProxySettings {
             handshake_timeout: Duration::from_secs(10),
             max_frame_size: 1024 * 1024,
             max_connections_per_agent: 8,
-            extra_reverse_listener: String::new(),
-            agents_and_routes: agents_and_routes.to_string(),
+            agents,
+            routes,
         }
     }
 }
@@ -64,36 +70,26 @@ pub struct ProxyAddresses {
     pub upstream: SocketAddr,
 }
 
-/// The configuration file text for `settings` on `addresses`.
-pub fn config_text(settings: &ProxySettings, addresses: &ProxyAddresses) -> String {
-    format!(
-        r#"reverse-listener {{
-    path "{socket}"
-    max-connections-per-agent {per_agent}
-    handshake-timeout "{handshake}ms"
-    max-frame-size {frame}
-    {extra}
-}}
-listeners {{
-    listener "http" {{ address "{http}"; }}
-}}
-upstreams {{
-    upstream "backend" {{ target "{upstream}"; }}
-}}
-admin {{ address "{admin}"; }}
-shutdown-grace "5s"
-{body}
-"#,
-        socket = addresses.socket.display(),
-        per_agent = settings.max_connections_per_agent,
-        handshake = settings.handshake_timeout.as_millis(),
-        frame = settings.max_frame_size,
-        extra = settings.extra_reverse_listener,
-        http = addresses.http,
-        upstream = addresses.upstream,
-        admin = addresses.admin,
-        body = settings.agents_and_routes,
-    )
+/// The configuration for `settings` on `addresses` (port 0 lets the proxy pick).
+pub fn config(settings: &ProxySettings, addresses: &ProxyAddresses) -> ProxyConfig {
+    let mut config = ProxyConfig::new()
+        .reverse_listener(
+            ReverseListener::unix(&addresses.socket)
+                .max_connections_per_agent(settings.max_connections_per_agent)
+                .handshake_timeout(settings.handshake_timeout)
+                .max_frame_size(settings.max_frame_size),
+        )
+        .listener(Listener::new("http", addresses.http))
+        .upstream(Upstream::new("backend", addresses.upstream))
+        .admin(Admin::new(addresses.admin))
+        .shutdown_grace(Duration::from_secs(5));
+    for agent in &settings.agents {
+        config = config.agent(agent.clone());
+    }
+    for route in &settings.routes {
+        config = config.route(route.clone());
+    }
+    config
 }
 
 /// A running `sentinel --config FILE`.
@@ -103,8 +99,10 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Writes the configuration into `dir` (free loopback ports for HTTP and admin, the socket
-    /// `dir/agents.sock`), starts `sentinel` pinned to `cpu`, and waits for `/health`.
+    /// Writes the configuration into `dir` (HTTP and admin on port 0, the socket
+    /// `dir/agents.sock`), starts `sentinel` pinned to `cpu`, reads the ports it bound from its
+    /// log, and waits for `/health`. The configuration is then rewritten with those ports, so
+    /// a restart comes back on the same addresses.
     pub async fn start(
         sentinel: &Path,
         dir: &Path,
@@ -113,35 +111,38 @@ impl Proxy {
         cpu: Option<usize>,
     ) -> Result<Proxy, FaultError> {
         let config_path = dir.join("sentinel.kdl");
-        // The ports are picked free and released; should another process take one in between,
-        // start again with new ones.
-        let mut last_error = None;
-        for _attempt in 0..3 {
-            let addresses = ProxyAddresses {
-                socket: dir.join("agents.sock"),
-                http: free_port()?,
-                admin: free_port()?,
-                upstream,
-            };
-            std::fs::write(&config_path, config_text(settings, &addresses))
-                .map_err(|e| FaultError::io("writing the proxy configuration", e))?;
-            let process = Supervised::spawn(ProcessSpec {
-                name: "sentinel".into(),
-                program: sentinel.to_path_buf(),
-                args: vec!["--config".into(), config_path.display().to_string()],
-                // Info: connection losses and refusals are logged there, warnings alone
-                // would not explain a failure.
-                envs: vec![("RUST_LOG".into(), "info,sentinel::http::agents=warn".into())],
-                cpu,
-                log: dir.join("sentinel.log"),
+        let mut addresses = ProxyAddresses {
+            socket: dir.join("agents.sock"),
+            http: ANY_LOOPBACK,
+            admin: ANY_LOOPBACK,
+            upstream,
+        };
+        write_config(&config_path, settings, &addresses)?;
+        let spec = ProcessSpec::new("sentinel", sentinel)
+            .args(["--config".to_string(), config_path.display().to_string()])
+            // Info: connection losses and refusals are logged there, warnings alone would not
+            // explain a failure; the `sentinel started` line names the bound ports.
+            .env("RUST_LOG", "info,sentinel::http::agents=warn")
+            .cpu(cpu)
+            .log_file(dir.join("sentinel.log"));
+        let mut process = Supervised::spawn(spec)?;
+        let bound = process.sentinel_addresses(START_PATIENCE).await?;
+        let bound = bound
+            .http
+            .first()
+            .copied()
+            .zip(bound.admin)
+            .ok_or_else(|| {
+                FaultError::Protocol(format!(
+                    "the `sentinel started` line names no HTTP or admin address (log:\n{})",
+                    process.log_tail(20)
+                ))
             })?;
-            let mut proxy = Proxy { process, addresses };
-            match proxy.wait_healthy().await {
-                Ok(_) => return Ok(proxy),
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| FaultError::Protocol("proxy did not start".into())))
+        (addresses.http, addresses.admin) = bound;
+        write_config(&config_path, settings, &addresses)?;
+        let mut proxy = Proxy { process, addresses };
+        proxy.wait_healthy().await?;
+        Ok(proxy)
     }
 
     /// Its addresses.
@@ -161,26 +162,23 @@ impl Proxy {
 
     /// `Err` with the end of its log if it has exited.
     pub fn check_running(&mut self) -> Result<(), FaultError> {
-        self.process.check_running()
+        Ok(self.process.check_running()?)
     }
 
     /// Waits until `/health` answers 200; returns how long that took.
     pub async fn wait_healthy(&mut self) -> Result<Duration, FaultError> {
-        let started = Instant::now();
-        loop {
-            self.process.check_running()?;
-            let health = admin::get(self.addresses.admin, "/health", ADMIN_PATIENCE).await;
-            if matches!(health, Ok((StatusCode::OK, _))) {
-                return Ok(started.elapsed());
+        let address = self.addresses.admin;
+        let process = &mut self.process;
+        let waited = try_wait_for("sentinel /health to answer 200", START_PATIENCE, || {
+            let running = process.check_running();
+            async move {
+                running?;
+                let health = admin::get(address, "/health", ADMIN_PATIENCE).await;
+                Ok::<bool, FaultError>(matches!(health, Ok((StatusCode::OK, _))))
             }
-            if started.elapsed() > START_PATIENCE {
-                return Err(FaultError::timeout(
-                    format!("sentinel /health (log:\n{})", self.process.log_tail(20)),
-                    START_PATIENCE,
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        })
+        .await;
+        waited.map_err(|e| with_log(e, &self.process))
     }
 
     /// Sends `signal` (SIGTERM for a graceful stop, SIGKILL for a crash), waits for the exit,
@@ -197,14 +195,7 @@ impl Proxy {
 
     /// `GET /agents`, parsed.
     pub async fn agents(&self) -> Result<Value, FaultError> {
-        let (status, body) = admin::get(self.addresses.admin, "/agents", ADMIN_PATIENCE).await?;
-        if status != StatusCode::OK {
-            return Err(FaultError::Http {
-                what: "GET /agents".into(),
-                detail: format!("status {status}"),
-            });
-        }
-        serde_json::from_slice(&body).map_err(|e| FaultError::Protocol(format!("/agents: {e}")))
+        agents_at(self.addresses.admin).await
     }
 
     /// `GET /metrics`.
@@ -226,20 +217,19 @@ impl Proxy {
         agent_id: &str,
         pid: Option<u32>,
     ) -> Result<usize, FaultError> {
-        Ok(count_connections(&self.agents().await?, agent_id, pid))
+        Ok(agents_listing::connections_of(
+            &self.agents().await?,
+            agent_id,
+            pid,
+        ))
     }
 
     /// Requests in flight over every live connection of `agent_id`, as `/agents` shows.
     pub async fn in_flight_of(&self, agent_id: &str) -> Result<u64, FaultError> {
-        let agents = self.agents().await?;
-        Ok(agents["agents"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|a| a["agent_id"] == agent_id)
-            .flat_map(|a| a["connections"].as_array().cloned().unwrap_or_default())
-            .filter_map(|c| c["in_flight"].as_u64())
-            .sum())
+        Ok(agents_listing::in_flight_of(
+            &self.agents().await?,
+            agent_id,
+        ))
     }
 
     /// Waits until every `(agent_id, pid, connections)` is listed with exactly that many
@@ -250,29 +240,36 @@ impl Proxy {
         expected: &[(&str, u32, usize)],
         limit: Duration,
     ) -> Result<Duration, FaultError> {
-        let started = Instant::now();
-        loop {
-            self.process.check_running()?;
-            if let Ok(agents) = self.agents().await {
-                let all = expected
-                    .iter()
-                    .all(|(id, pid, n)| count_connections(&agents, id, Some(*pid)) == *n);
-                if all {
-                    return Ok(started.elapsed());
-                }
+        let address = self.addresses.admin;
+        let process = &mut self.process;
+        let what = format!("agents {expected:?} to register");
+        let waited = try_wait_for(&what, limit, || {
+            let running = process.check_running();
+            async move {
+                running?;
+                let all = agents_at(address).await.is_ok_and(|agents| {
+                    expected.iter().all(|(id, pid, n)| {
+                        agents_listing::connections_of(&agents, id, Some(*pid)) == *n
+                    })
+                });
+                Ok::<bool, FaultError>(all)
             }
-            if started.elapsed() > limit {
+        })
+        .await;
+        match waited {
+            Ok(took) => Ok(took),
+            Err(WaitError::TimedOut(e)) => {
                 let listed = self
                     .agents()
                     .await
                     .map(|a| a.to_string())
                     .unwrap_or_default();
-                return Err(FaultError::timeout(
-                    format!("agents {expected:?} to register; /agents: {listed}"),
-                    limit,
-                ));
+                Err(FaultError::timeout(
+                    format!("{}; /agents: {listed}", e.what),
+                    e.within,
+                ))
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            Err(WaitError::Failed { source, .. }) => Err(source),
         }
     }
 
@@ -282,62 +279,57 @@ impl Proxy {
         agent_id: &str,
         limit: Duration,
     ) -> Result<Duration, FaultError> {
-        let started = Instant::now();
-        loop {
-            if matches!(self.connections_of(agent_id, None).await, Ok(0)) {
-                return Ok(started.elapsed());
-            }
-            if started.elapsed() > limit {
-                return Err(FaultError::timeout(
-                    format!("{agent_id} to leave /agents"),
-                    limit,
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let what = format!("{agent_id} to leave /agents");
+        let waited = wait_for(&what, limit, || async {
+            matches!(self.connections_of(agent_id, None).await, Ok(0))
+        })
+        .await;
+        waited.map_err(|e| FaultError::timeout(e.what, e.within))
     }
 
     /// Resident memory (bytes) and open descriptors of the proxy process now.
     pub fn resources(&self) -> Result<(u64, u64), FaultError> {
         let pid = self.process.pid();
-        Ok((sys::rss_bytes(pid)?, sys::fd_count(pid)?))
+        Ok((os::rss_bytes(pid)?, os::fd_count(pid)?))
     }
 }
 
-fn count_connections(agents: &Value, agent_id: &str, pid: Option<u32>) -> usize {
-    agents["agents"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|a| a["agent_id"] == agent_id)
-        .filter(|a| pid.is_none_or(|pid| a["metadata"]["pid"] == pid))
-        .map(|a| a["connections"].as_array().map_or(0, Vec::len))
-        .sum()
+/// `GET /agents` on the admin listener at `address`, parsed.
+async fn agents_at(address: SocketAddr) -> Result<Value, FaultError> {
+    let (status, body) = admin::get(address, "/agents", ADMIN_PATIENCE).await?;
+    if status != StatusCode::OK {
+        return Err(FaultError::Http {
+            what: "GET /agents".into(),
+            detail: format!("status {status}"),
+        });
+    }
+    serde_json::from_slice(&body).map_err(|e| FaultError::Protocol(format!("/agents: {e}")))
 }
 
-/// A free loopback port: bound, then released for the proxy to take.
-pub fn free_port() -> Result<SocketAddr, FaultError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| FaultError::io("finding a free port", e))
+/// A wait's failure as a [`FaultError`]; a timeout quotes the end of the proxy's log.
+fn with_log(error: WaitError<FaultError>, process: &Supervised) -> FaultError {
+    match error {
+        WaitError::TimedOut(e) => FaultError::timeout(
+            format!("{} (log:\n{})", e.what, process.log_tail(20)),
+            e.within,
+        ),
+        WaitError::Failed { source, .. } => source,
+    }
+}
+
+fn write_config(
+    path: &Path,
+    settings: &ProxySettings,
+    addresses: &ProxyAddresses,
+) -> Result<(), FaultError> {
+    config(settings, addresses)
+        .write_to(path)
+        .map_err(|e| FaultError::io("writing the proxy configuration", e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counts_connections_per_agent_and_process() {
-        let agents = serde_json::json!({"agents": [
-            {"agent_id": "waf-a", "metadata": {"pid": 7}, "connections": [{}, {}]},
-            {"agent_id": "waf-a", "metadata": {"pid": 8}, "connections": [{}]},
-            {"agent_id": "waf-b", "metadata": {"pid": 9}, "connections": [{}]},
-        ]});
-        assert_eq!(count_connections(&agents, "waf-a", None), 3);
-        assert_eq!(count_connections(&agents, "waf-a", Some(7)), 2);
-        assert_eq!(count_connections(&agents, "waf-a", Some(9)), 0);
-        assert_eq!(count_connections(&agents, "nobody", None), 0);
-    }
 
     #[test]
     fn config_names_every_address() {
@@ -347,13 +339,14 @@ mod tests {
             admin: "127.0.0.1:2".parse().expect("addr"),
             upstream: "127.0.0.1:3".parse().expect("addr"),
         };
-        let text = config_text(&ProxySettings::new("routes {}"), &addresses);
+        let settings = ProxySettings::new(Vec::new(), vec![Route::new("all", "backend")]);
+        let text = config(&settings, &addresses).render();
         for needle in [
             "/tmp/x/agents.sock",
             "127.0.0.1:1",
             "127.0.0.1:2",
             "127.0.0.1:3",
-            "routes {}",
+            "route \"all\"",
         ] {
             assert!(text.contains(needle), "{needle} missing in {text}");
         }

@@ -140,6 +140,40 @@ impl Report {
         });
     }
 
+    /// Takes the per-phase tallies of a finished load, and checks that every worker returned
+    /// its samples: a lost worker's requests would silently vanish from every tally.
+    pub fn record_load(&mut self, result: &crate::load::LoadResult) {
+        self.phases = result.tallies();
+        self.check(
+            "every load worker returned its samples (none panicked or was lost)",
+            result.lost.is_empty(),
+            if result.lost.is_empty() {
+                format!("{} of {} workers", result.workers, result.workers)
+            } else {
+                format!("lost {}: {}", result.lost.len(), result.lost.join("; "))
+            },
+        );
+    }
+
+    /// Checks that the steady phase `phase` sent requests and none sent from `from` failed
+    /// before `to`, the moment of the fault (named `fault`).
+    pub fn check_steady(
+        &mut self,
+        result: &crate::load::LoadResult,
+        phase: &str,
+        from: std::time::Instant,
+        to: std::time::Instant,
+        fault: &str,
+    ) {
+        let steady = result.failures_between(from, to);
+        let steady_sent = result.tally_of(phase).sent;
+        self.check(
+            format!("steady: no request fails before {fault}"),
+            steady_sent > 0 && steady == 0,
+            format!("{steady} of {steady_sent} failed"),
+        );
+    }
+
     /// Adds the checks every scenario with load has: no must-block request reached the
     /// upstream (its count) nor was seen answered by it (the clients' view).
     pub fn check_nothing_wrongly_allowed(&mut self) {

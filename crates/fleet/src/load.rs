@@ -31,6 +31,8 @@ pub struct Stats {
     pub samples: Vec<Sample>,
     /// Requests re-sent to another proxy after a refused connection.
     pub failovers: u64,
+    /// Workers that panicked or were cancelled, with why: their samples are missing.
+    pub lost: Vec<String>,
 }
 
 impl Stats {
@@ -128,10 +130,13 @@ impl Load {
     pub async fn stop(self) -> Stats {
         self.stop.store(true, Ordering::Relaxed);
         let mut stats = Stats::default();
-        for worker in self.workers {
-            if let Ok((samples, failovers)) = worker.await {
-                stats.samples.extend(samples);
-                stats.failovers += failovers;
+        for (index, worker) in self.workers.into_iter().enumerate() {
+            match worker.await {
+                Ok((samples, failovers)) => {
+                    stats.samples.extend(samples);
+                    stats.failovers += failovers;
+                }
+                Err(e) => stats.lost.push(format!("worker {index}: {e}")),
             }
         }
         stats.samples.sort_by_key(|s| s.started);
@@ -240,6 +245,21 @@ mod tests {
         assert_eq!(judge(false, &answer(403)).0.as_deref(), Some("status 403"));
         let refused = judge(false, &Err(Failure::Refused));
         assert_eq!(refused, (Some("connection refused".into()), false));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_worker_is_reported_lost() {
+        let load = Load {
+            stop: Arc::new(AtomicBool::new(false)),
+            enabled: Arc::new(Mutex::new(vec![true])),
+            workers: vec![
+                tokio::spawn(async { (Vec::new(), 0) }),
+                tokio::spawn(async { panic!("worker bug") }),
+            ],
+        };
+        let stats = load.stop().await;
+        assert_eq!(stats.lost.len(), 1, "{:?}", stats.lost);
+        assert!(stats.lost[0].starts_with("worker 1"));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
+use sentinel_test_support::build::{build_binaries, profile_dir};
 
 use crate::processes::Files;
 use crate::report::Report;
@@ -148,56 +149,15 @@ async fn interrupted() -> &'static str {
     }
 }
 
-/// The directory of the `sentinel` and agent binaries: next to this one. Under `cargo run`
-/// they are built first (same profile), so the harness always runs the current code.
+/// The directory of the `sentinel` and agent binaries: this program's profile directory.
+/// Under `cargo run` they are built first (same profile), so the harness always runs the
+/// current code.
 fn binaries() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .context("the harness binary has no directory")?
-        .to_path_buf();
-    if let Ok(cargo) = std::env::var("CARGO") {
-        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let mut args = vec![
-            "build",
-            "--quiet",
-            "-p",
-            "sentinel",
-            "-p",
-            "sentinel-agent-waf",
-            "--bins",
-        ];
-        if dir.ends_with("release") {
-            args.push("--release");
-        }
-        let mut build = std::process::Command::new(cargo);
-        build.args(&args).current_dir(workspace);
-        // `cargo run` describes this package in the environment; build scripts that watch
-        // such variables (ring watches CARGO_MANIFEST_DIR) would otherwise rebuild the proxy
-        // here, and again in the next plain `cargo build`.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_MANIFEST_")
-                || [
-                    "CARGO_CRATE_NAME",
-                    "CARGO_BIN_NAME",
-                    "CARGO_PRIMARY_PACKAGE",
-                ]
-                .contains(&name.as_ref())
-            {
-                build.env_remove(name.as_ref());
-            }
-        }
-        let status = build
-            .status()
-            .context("cannot run cargo to build the proxy and agent binaries")?;
-        anyhow::ensure!(
-            status.success(),
-            "building the proxy and agent binaries failed"
-        );
+    if std::env::var_os("CARGO").is_some() {
+        Ok(build_binaries(&["sentinel", "sentinel-agent-waf"])?)
+    } else {
+        Ok(profile_dir()?)
     }
-    Ok(dir)
 }
 
 fn print_topology(topology: &Topology) {

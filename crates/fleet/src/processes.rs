@@ -1,21 +1,26 @@
-//! The real processes of the fleet, each started inside its host's namespace with
-//! `ip netns exec`: `sentinel` proxies (with their KDL file written here) and
-//! `sentinel-waf-agent` agents. A handle keeps the process's log lines with the moment each
-//! arrived, stops it with SIGTERM (measuring the drain) and kills it on drop, so nothing
-//! outlives a failed or panicking run.
+//! The real processes of the fleet, each started inside its host's namespace (the supervisor
+//! of `sentinel_test_support::process`, which runs `ip netns exec`): `sentinel` proxies (with
+//! their configuration written here by the typed builder) and `sentinel-waf-agent` agents. The
+//! supervisor keeps each process's log lines with the moment each arrived, stops it with
+//! SIGTERM (measuring the drain) and kills it on drop, so nothing outlives a failed or
+//! panicking run.
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context};
+use sentinel_test_support::build::find_binary;
+use sentinel_test_support::config::{
+    Admin, Agent, Event, FailureMode, Listener, ProxyConfig, ReverseListener, Route, Tls, Upstream,
+};
+use sentinel_test_support::process::{ProcessSpec, Supervised};
 
-/// Log lines kept per process (the oldest are dropped beyond this).
-const MAX_LOG_LINES: usize = 50_000;
+/// A running fleet process with its log.
+pub type Process = Supervised;
+
+/// Path prefix of the route without agents, for the positive control of the upstream's count
+/// of marked requests.
+pub const CONTROL_PREFIX: &str = "/control/";
 
 /// Ports every proxy host uses.
 pub const AGENT_PORT: u16 = 9443;
@@ -35,95 +40,6 @@ pub struct Timing {
     pub shutdown_grace: Duration,
 }
 
-/// A running process with its log.
-pub struct Process {
-    pub name: String,
-    child: Child,
-    log: Arc<Mutex<VecDeque<(Instant, String)>>>,
-}
-
-impl Process {
-    fn spawn(name: &str, ns: &str, program: &Path, args: &[String]) -> anyhow::Result<Process> {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(program)
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {name} ({})", program.display()))?;
-        let log = Arc::new(Mutex::new(VecDeque::new()));
-        if let Some(stderr) = child.stderr.take() {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Ok(mut log) = log.lock() {
-                        if log.len() >= MAX_LOG_LINES {
-                            log.pop_front();
-                        }
-                        log.push_back((Instant::now(), line));
-                    }
-                }
-            });
-        }
-        Ok(Process {
-            name: name.to_string(),
-            child,
-            log,
-        })
-    }
-
-    /// Log lines that arrived after `since` and contain every one of `words`, with their time.
-    pub fn lines_since(&self, since: Instant, words: &[&str]) -> Vec<(Instant, String)> {
-        self.log
-            .lock()
-            .map(|log| {
-                log.iter()
-                    .filter(|(at, line)| *at >= since && words.iter().all(|w| line.contains(w)))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The last `n` log lines (for a failure report).
-    pub fn tail(&self, n: usize) -> Vec<String> {
-        self.log
-            .lock()
-            .map(|log| {
-                let start = log.len().saturating_sub(n);
-                log.iter().skip(start).map(|(_, l)| l.clone()).collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// SIGTERM, then waits up to `limit` for the exit; returns how long it took and whether it
-    /// exited successfully.
-    pub async fn terminate(&mut self, limit: Duration) -> anyhow::Result<(Duration, bool)> {
-        let started = Instant::now();
-        let pid = self.child.id() as i32;
-        // SAFETY: kill(2) on our own child's pid (`ip netns exec` execs the program in place).
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        while started.elapsed() < limit {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok((started.elapsed(), status.success()));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        bail!("{} did not exit within {limit:?} of SIGTERM", self.name)
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Where the binaries and files are.
 pub struct Files {
     pub bin_dir: PathBuf,
@@ -132,14 +48,7 @@ pub struct Files {
 
 impl Files {
     fn binary(&self, name: &str) -> anyhow::Result<PathBuf> {
-        let path = self.bin_dir.join(name);
-        if !path.is_file() {
-            bail!(
-                "{} not found: build the workspace binaries first (cargo build --workspace --bins)",
-                path.display()
-            );
-        }
-        Ok(path)
+        Ok(find_binary(&self.bin_dir, name)?)
     }
 }
 
@@ -153,17 +62,24 @@ pub fn start_proxy(
     timing: &Timing,
 ) -> anyhow::Result<Process> {
     let config = files.dir.join(format!("proxy{index}.kdl"));
-    std::fs::write(&config, proxy_config(files, index, addr, upstream, timing))?;
-    let args = vec![
-        "--config".to_string(),
-        config.to_string_lossy().into_owned(),
-    ];
-    Process::spawn(
+    proxy_config(files, index, addr, upstream, timing).write_to(&config)?;
+    spawn(
         &format!("proxy{index}"),
         ns,
         &files.binary("sentinel")?,
-        &args,
+        vec![
+            "--config".to_string(),
+            config.to_string_lossy().into_owned(),
+        ],
     )
+}
+
+fn spawn(name: &str, ns: &str, program: &Path, args: Vec<String>) -> anyhow::Result<Process> {
+    let spec = ProcessSpec::new(name, program)
+        .netns(ns)
+        .args(args)
+        .env("RUST_LOG", "info");
+    Ok(Supervised::spawn(spec)?)
 }
 
 fn proxy_config(
@@ -172,53 +88,47 @@ fn proxy_config(
     addr: Ipv4Addr,
     upstream: Ipv4Addr,
     timing: &Timing,
-) -> String {
-    let file = |name: &str| files.dir.join(name).to_string_lossy().into_owned();
-    format!(
-        r#"// proxy{index} of the fleet harness
-reverse-listener {{
-    tcp-address "{addr}:{AGENT_PORT}"
-    max-connections-per-agent 4
-    heartbeat-interval "{hb}ms"
-    allowed-agents "waf-*"
-    tls {{
-        cert-file "{cert}"
-        key-file "{key}"
-        client-ca-file "{ca}"
-    }}
-}}
-listeners {{
-    listener "http" {{ address "{addr}:{HTTP_PORT}" }}
-}}
-upstreams {{
-    upstream "backend" {{ target "{upstream}:{UPSTREAM_PORT}" }}
-}}
-agents {{
-    agent "waf" {{
-        agent-ids "waf-*"
-        events "request_headers"
-        timeout-ms {timeout}
-        failure-mode "closed"
-    }}
-}}
-routes {{
-    route "default" {{
-        matches {{ path-prefix "/" }}
-        upstream "backend"
-        agents "waf"
-    }}
-}}
-admin {{ address "{addr}:{ADMIN_PORT}" }}
-shutdown-grace "{grace}ms"
-wait-for-agents "10s"
-"#,
-        hb = timing.heartbeat.as_millis(),
-        timeout = timing.agent_timeout.as_millis(),
-        grace = timing.shutdown_grace.as_millis(),
-        cert = file(&format!("proxy{index}.crt")),
-        key = file(&format!("proxy{index}.key")),
-        ca = file("ca.crt"),
-    )
+) -> ProxyConfig {
+    let file = |name: &str| files.dir.join(name);
+    let at = |port: u16| SocketAddrV4::new(addr, port);
+    ProxyConfig::new()
+        .comment(&format!("proxy{index} of the fleet harness"))
+        .reverse_listener(
+            ReverseListener::new()
+                .tcp_address(at(AGENT_PORT))
+                .max_connections_per_agent(4)
+                .heartbeat_interval(timing.heartbeat)
+                .allowed_agents(["waf-*"])
+                .tls(
+                    Tls::new(
+                        file(&format!("proxy{index}.crt")),
+                        file(&format!("proxy{index}.key")),
+                    )
+                    .client_ca_file(file("ca.crt")),
+                ),
+        )
+        .listener(Listener::new("http", at(HTTP_PORT)))
+        .upstream(Upstream::new(
+            "backend",
+            SocketAddrV4::new(upstream, UPSTREAM_PORT),
+        ))
+        .agent(
+            Agent::new("waf")
+                .agent_ids(["waf-*"])
+                .events([Event::RequestHeaders])
+                .timeout(timing.agent_timeout)
+                .failure_mode(FailureMode::Closed),
+        )
+        // Before the catch-all: routes are tried in order.
+        .route(Route::new("control", "backend").path_prefix(CONTROL_PREFIX))
+        .route(
+            Route::new("default", "backend")
+                .path_prefix("/")
+                .agents(["waf"]),
+        )
+        .admin(Admin::new(at(ADMIN_PORT)))
+        .shutdown_grace(timing.shutdown_grace)
+        .wait_for_agents(Duration::from_secs(10))
 }
 
 /// Starts agent `agent_id` in `ns`, dialling every proxy with `connections` each.
@@ -256,5 +166,5 @@ pub fn start_agent(
         args.push(value);
     }
     args.push("--no-body".to_string());
-    Process::spawn(agent_id, ns, &files.binary("sentinel-waf-agent")?, &args)
+    spawn(agent_id, ns, &files.binary("sentinel-waf-agent")?, args)
 }

@@ -12,6 +12,8 @@ use crate::load::{quantile, Stats};
 pub struct Report {
     pub name: &'static str,
     figures: Vec<(String, String)>,
+    /// Expectations evaluated, passed or not: a report without any proves nothing.
+    checks: usize,
     failed: Vec<String>,
 }
 
@@ -20,6 +22,7 @@ impl Report {
         Report {
             name,
             figures: Vec::new(),
+            checks: 0,
             failed: Vec::new(),
         }
     }
@@ -31,6 +34,7 @@ impl Report {
 
     /// Records a failed expectation unless `holds`.
     pub fn expect(&mut self, holds: bool, what: impl Into<String>) {
+        self.checks += 1;
         if !holds {
             self.failed.push(what.into());
         }
@@ -81,6 +85,14 @@ impl Report {
             ),
         );
         self.expect(stats.sent() > 0, "no request was sent");
+        self.expect(
+            stats.lost.is_empty(),
+            format!(
+                "{} load worker(s) lost with their samples: {}",
+                stats.lost.len(),
+                stats.lost.join("; ")
+            ),
+        );
         self.expect(failed == 0, format!("{failed} requests failed"));
         self.expect(
             stats.wrongly_allowed() == 0 && upstream_marked == 0,
@@ -88,13 +100,17 @@ impl Report {
         );
     }
 
+    /// Whether at least one expectation was checked and none failed (as the faults report).
     pub fn passed(&self) -> bool {
-        self.failed.is_empty()
+        self.checks > 0 && self.failed.is_empty()
     }
 
     pub fn print(&self) {
         let verdict = if self.passed() { "PASS" } else { "FAIL" };
         println!("\n== {} — {verdict}", self.name);
+        if self.checks == 0 {
+            println!("  FAILED: the scenario checked no expectation");
+        }
         let width = self.figures.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
         for (name, value) in &self.figures {
             println!("  {name:<width$}  {value}");
@@ -108,4 +124,39 @@ impl Report {
 /// Milliseconds with one decimal.
 pub fn ms(duration: Duration) -> String {
     format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_without_expectations_fails() {
+        let mut report = Report::new("empty");
+        report.figure("something measured", 1);
+        assert!(!report.passed(), "no expectation was checked");
+        report.expect(true, "holds");
+        assert!(report.passed());
+        report.expect(false, "does not hold");
+        assert!(!report.passed());
+    }
+
+    #[test]
+    fn a_lost_load_worker_fails_the_traffic_checks() {
+        let mut stats = Stats::default();
+        stats.samples.push(crate::load::Sample {
+            started: std::time::Instant::now(),
+            latency: Duration::from_millis(1),
+            proxy: 0,
+            failure: None,
+            wrongly_allowed: false,
+        });
+        let mut whole = Report::new("whole");
+        whole.traffic(&stats, 0);
+        assert!(whole.passed());
+        stats.lost.push("worker 3: panicked".into());
+        let mut lost = Report::new("lost");
+        lost.traffic(&stats, 0);
+        assert!(!lost.passed());
+    }
 }

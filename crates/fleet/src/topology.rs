@@ -81,16 +81,7 @@ impl Topology {
                 &port,
             ])?;
             ip(&["-n", &router_ns, "link", "set", &port, "up"])?;
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                "eth0",
-            ])?;
-            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            bring_up_eth0(&ns, addr)?;
             ip(&[
                 "-n",
                 &ns,
@@ -153,15 +144,13 @@ fn plug_into_lan(switch: &str, ns: &str, port: &str, addr: Ipv4Addr) -> anyhow::
     ])?;
     ip(&["-n", switch, "link", "set", port, "master", "br0"])?;
     ip(&["-n", switch, "link", "set", port, "up"])?;
-    ip(&[
-        "-n",
-        ns,
-        "addr",
-        "add",
-        &format!("{addr}/24"),
-        "dev",
-        "eth0",
-    ])?;
+    bring_up_eth0(ns, addr)
+}
+
+/// Gives `ns`'s `eth0` the address `addr`/24 and brings it up.
+fn bring_up_eth0(ns: &str, addr: Ipv4Addr) -> anyhow::Result<()> {
+    let cidr = format!("{addr}/24");
+    ip(&["-n", ns, "addr", "add", &cidr, "dev", "eth0"])?;
     ip(&["-n", ns, "link", "set", "eth0", "up"])
 }
 

@@ -138,7 +138,7 @@ pub fn saturate(
     ];
     let before = tree_cpu_time(proxy_pid)?;
     let limit = settings.saturation + Duration::from_secs(20);
-    let out = sys::run_capture(settings.cpu, &wrk.to_path_buf(), &args, limit)?;
+    let out = sys::run_capture(settings.cpu, wrk, &args, limit)?;
     let proxy_cpu = tree_cpu_time(proxy_pid)?.saturating_sub(before);
     parse_wrk(&out).map(|(requests, rps)| Saturation {
         rps,
@@ -204,7 +204,7 @@ pub fn latency(
     }
     args.push(format!("http://{}{}", endpoint.address, endpoint.path));
     let limit = settings.latency + Duration::from_secs(20);
-    let out = sys::run_capture(settings.cpu, &oha.to_path_buf(), &args, limit)?;
+    let out = sys::run_capture(settings.cpu, oha, &args, limit)?;
     parse_oha(&out, rate)
 }
 

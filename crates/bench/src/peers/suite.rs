@@ -46,36 +46,34 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let bin_dir = exe.parent().context("no binary directory")?.to_path_buf();
     if !settings.no_build {
-        sys::build_binaries(
-            &exe,
-            &["sentinel", "sentinel-agent-auth", "sentinel-agent-waf"],
-        )?;
+        sentinel_test_support::build::build_binaries(&[
+            "sentinel",
+            "sentinel-agent-auth",
+            "sentinel-agent-waf",
+        ])?;
     }
     let cores = Cores::detect();
     let dir = tempfile::tempdir()?;
-    let shared = Shared {
-        dir: dir.path().to_path_buf(),
-        upstream: std::net::SocketAddr::from(([127, 0, 0, 1], sys::free_port()?)),
-        token: random_token()?,
-        exe: exe.clone(),
-        bin_dir,
-        cores,
-    };
-    systems::write_private(&shared.token_file(), &shared.token)?;
-    let _upstream = Proc::spawn(
+    let mut upstream = Proc::spawn(
         "upstream",
         cores.others,
         &exe,
         &[
             "upstream".into(),
             "--addr".into(),
-            shared.upstream.to_string(),
+            sentinel_test_support::ports::ANY_LOOPBACK.to_string(),
         ],
         &[],
     )?;
-    sys::wait_until("upstream", Duration::from_secs(10), || {
-        Ok(std::net::TcpStream::connect(shared.upstream).is_ok())
-    })?;
+    let shared = Shared {
+        dir: dir.path().to_path_buf(),
+        upstream: upstream.listening_address(Duration::from_secs(10))?,
+        token: random_token()?,
+        exe: exe.clone(),
+        bin_dir,
+        cores,
+    };
+    systems::write_private(&shared.token_file(), &shared.token)?;
     let mut running = vec![
         systems::start_sentinel(&shared)?,
         systems::start_nginx(&shared, &tools)?,

@@ -14,7 +14,12 @@ use anyhow::Context;
 
 use super::check::BODY_PATTERN;
 use super::tools::Tools;
-use crate::http::{agent_connections, spawn_sentinel};
+use sentinel_test_support::config::{
+    Admin, Agent, Event, Listener, ProxyConfig, ReverseListener, Route, Upstream,
+};
+use sentinel_test_support::ports::ANY_LOOPBACK;
+
+use crate::http::{agent_connections, spawn_sentinel, StartedSentinel};
 use crate::sys::{self, Cores, Proc};
 
 /// A system under test.
@@ -177,55 +182,28 @@ fn wait_listening(what: &str, proxy: &mut Proc, address: SocketAddr) -> anyhow::
 
 /// Starts `sentinel` with the auth and waf agents (4 connections each).
 pub fn start_sentinel(shared: &Shared) -> anyhow::Result<Running> {
-    let (http, admin) = (sys::free_port()?, sys::free_port()?);
     let socket = shared.path("agents.sock");
-    let config = format!(
-        r#"
-reverse-listener {{
-    path "{socket}"
-    max-connections-per-agent 16
-}}
-listeners {{
-    listener "http" {{ address "127.0.0.1:{http}" }}
-}}
-upstreams {{
-    upstream "backend" {{ target "{upstream}" }}
-}}
-agents {{
-    agent "auth" {{
-        agent-ids "auth-*"
-        events "request_headers"
-        timeout-ms 2000
-    }}
-    agent "waf" {{
-        agent-ids "waf-*"
-        events "request_body"
-        timeout-ms 2000
-    }}
-}}
-routes {{
-    route "plain" {{
-        matches {{ path-prefix "/plain" }}
-        upstream "backend"
-    }}
-    route "auth" {{
-        matches {{ path-prefix "/auth" }}
-        upstream "backend"
-        agents "auth"
-    }}
-    route "body" {{
-        matches {{ path-prefix "/body" }}
-        upstream "backend"
-        agents "waf"
-    }}
-}}
-admin {{ address "127.0.0.1:{admin}"; }}
-"#,
-        socket = socket.display(),
-        upstream = shared.upstream,
-    );
-    let config_path = shared.path("sentinel.kdl");
-    std::fs::write(&config_path, config)?;
+    let agent = |name: &str, ids: &str, event: Event| {
+        Agent::new(name)
+            .agent_ids([ids])
+            .events([event])
+            .timeout(Duration::from_secs(2))
+    };
+    let route = |name: &str, agents: &[&str]| {
+        Route::new(name, "backend")
+            .path_prefix(&format!("/{name}"))
+            .agents(agents.iter().copied())
+    };
+    let config = ProxyConfig::new()
+        .reverse_listener(ReverseListener::unix(&socket).max_connections_per_agent(16))
+        .listener(Listener::new("http", ANY_LOOPBACK))
+        .upstream(Upstream::new("backend", shared.upstream))
+        .agent(agent("auth", "auth-*", Event::RequestHeaders))
+        .agent(agent("waf", "waf-*", Event::RequestBody))
+        .route(route("plain", &[]))
+        .route(route("auth", &["auth"]))
+        .route(route("body", &["waf"]))
+        .admin(Admin::new(ANY_LOOPBACK));
     let tokens = shared.path("auth-tokens.json");
     let entry = serde_json::json!([{ "user": "bench", "bearer": shared.token }]);
     write_private(&tokens, &entry.to_string())?;
@@ -236,12 +214,15 @@ admin {{ address "127.0.0.1:{admin}"; }}
     }]);
     std::fs::write(&rules, rule.to_string())?;
 
-    let admin_addr = local(admin);
-    let proxy = spawn_sentinel(
+    let StartedSentinel {
+        proxy,
+        http,
+        admin: admin_addr,
+    } = spawn_sentinel(
         shared.cores.proxy,
         &shared.bin_dir,
-        &config_path,
-        admin_addr,
+        &shared.dir,
+        &config,
         READY_LIMIT,
         || true,
     )?;
@@ -280,7 +261,7 @@ admin {{ address "127.0.0.1:{admin}"; }}
     })?;
     let at = |path| {
         Some(Endpoint {
-            address: local(http),
+            address: http,
             path,
         })
     };

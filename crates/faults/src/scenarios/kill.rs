@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::FaultError;
 use crate::load::{Load, LoadSpec};
-use crate::proxy::ProxySettings;
 use crate::report::{seconds, Report};
-use crate::scenarios::{hold, Harness, REGISTER_PATIENCE, WAF_AGENT_AND_ROUTE, WAF_PREFIX};
+use crate::scenarios::{hold, waf_settings, Harness, World, REGISTER_PATIENCE, WAF_PREFIX};
+use sentinel_test_support::process::Supervised;
 
 const STEADY: &str = "steady, 2 agent processes";
 const ONE_KILLED: &str = "waf-a SIGSTOP+SIGKILL, waf-b serves";
@@ -21,18 +21,10 @@ const BOTH_BACK: &str = "both restarted";
 
 /// Runs the scenario.
 pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
-    let mut world = harness
-        .world(&ProxySettings::new(WAF_AGENT_AND_ROUTE))
-        .await?;
+    let mut world = harness.world(&waf_settings()).await?;
     let mut a = harness.waf(&world, "waf-a", 2)?;
     let mut b = harness.waf(&world, "waf-b", 2)?;
-    world
-        .proxy
-        .wait_registered(
-            &[("waf-a", a.pid(), 2), ("waf-b", b.pid(), 2)],
-            REGISTER_PATIENCE,
-        )
-        .await?;
+    both_registered(&mut world, &a, &b).await?;
     let phase_hold = harness.hold(Duration::from_secs(5), Duration::from_secs(2));
     let spec = LoadSpec::steady(WAF_PREFIX, Duration::from_secs(300));
     let load = Load::start(spec, world.proxy.addresses().http, STEADY);
@@ -41,7 +33,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     load.phase(ONE_KILLED);
     // Freeze it first so that requests are certainly in flight on it when it dies: those
     // must be retried on the other process at once, not wait for the agent timeout.
-    a.stop().await?;
+    a.pause().await?;
     let caught = wait_in_flight(&world, "waf-a").await?;
     a.kill().await?;
     let detected = world
@@ -71,19 +63,13 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     let restarted_at = Instant::now();
     a.respawn()?;
     b.respawn()?;
-    world
-        .proxy
-        .wait_registered(
-            &[("waf-a", a.pid(), 2), ("waf-b", b.pid(), 2)],
-            REGISTER_PATIENCE,
-        )
-        .await?;
+    both_registered(&mut world, &a, &b).await?;
     let registered_at = Instant::now();
     hold(phase_hold).await;
     let result = load.finish().await;
 
     let mut report = Report::new("kill");
-    report.phases = result.tallies();
+    report.record_load(&result);
     report.fact(
         "requests in flight on waf-a when it was killed",
         caught.to_string(),
@@ -144,7 +130,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
             result.failures_between(registered_at, Instant::now())
         ),
     );
-    Ok(world.finish(report))
+    Ok(world.finish(report).await)
 }
 
 /// Waits until `/agents` shows requests in flight on `agent_id`; returns how many.
@@ -170,7 +156,11 @@ async fn wait_in_flight(
 
 /// `reason=count` pairs of the proxy's `sentinel_agent_failures_total`.
 pub fn failure_reasons(metrics: &str) -> String {
-    let reasons = crate::admin::metric_by_label(metrics, "sentinel_agent_failures_total", "reason");
+    let reasons = sentinel_test_support::prometheus::metric_by_label(
+        metrics,
+        "sentinel_agent_failures_total",
+        "reason",
+    );
     if reasons.is_empty() {
         return "none".into();
     }
@@ -179,4 +169,19 @@ pub fn failure_reasons(metrics: &str) -> String {
         .map(|(reason, n)| format!("{reason}={n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Waits until agents `a` (waf-a) and `b` (waf-b) are registered with both connections each.
+async fn both_registered(
+    world: &mut World,
+    a: &Supervised,
+    b: &Supervised,
+) -> Result<Duration, FaultError> {
+    world
+        .proxy
+        .wait_registered(
+            &[("waf-a", a.pid(), 2), ("waf-b", b.pid(), 2)],
+            REGISTER_PATIENCE,
+        )
+        .await
 }

@@ -7,10 +7,9 @@
 use std::time::{Duration, Instant};
 
 use crate::error::FaultError;
-use crate::load::{Load, LoadResult, LoadSpec};
-use crate::proxy::ProxySettings;
+use crate::load::LoadResult;
 use crate::report::{seconds, Report};
-use crate::scenarios::{hold, Harness, World, REGISTER_PATIENCE, WAF_AGENT_AND_ROUTE, WAF_PREFIX};
+use crate::scenarios::{hold, waf_settings, Harness, World, REGISTER_PATIENCE};
 
 const STEADY: &str = "steady, 2 agent processes";
 const AFTER: &str = "after both restarts";
@@ -29,9 +28,7 @@ struct Restart {
 
 /// Runs the scenario.
 pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
-    let mut world = harness
-        .world(&ProxySettings::new(WAF_AGENT_AND_ROUTE))
-        .await?;
+    let mut world = harness.world(&waf_settings()).await?;
     let a = harness.waf(&world, "waf-a", 2)?;
     let b = harness.waf(&world, "waf-b", 2)?;
     let agents = [("waf-a", a.pid(), 2), ("waf-b", b.pid(), 2)];
@@ -40,11 +37,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         .wait_registered(&agents, REGISTER_PATIENCE)
         .await?;
     let load_started = Instant::now();
-    let load = Load::start(
-        LoadSpec::steady(WAF_PREFIX, Duration::from_secs(300)),
-        world.proxy.addresses().http,
-        STEADY,
-    );
+    let load = world.steady_load(STEADY);
     let phase_hold = harness.hold(Duration::from_secs(5), Duration::from_secs(2));
     hold(phase_hold).await;
 
@@ -62,19 +55,19 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     let result = load.finish().await;
 
     let mut report = Report::new("restart");
-    report.phases = result.tallies();
+    report.record_load(&result);
     for r in &restarts {
         describe(&mut report, &result, r);
     }
     // A request sent just before the first signal may still be on its way when the proxy
     // closes its keep-alive connections; it counts in the steady phase but not here.
     let first_signal = restarts.first().map_or_else(Instant::now, |r| r.started);
-    let steady = result.failures_between(load_started, first_signal);
-    let steady_sent = result.tally_of(STEADY).sent;
-    report.check(
-        "steady: no request fails before the first signal",
-        steady_sent > 0 && steady == 0,
-        format!("{steady} of {steady_sent} failed"),
+    report.check_steady(
+        &result,
+        STEADY,
+        load_started,
+        first_signal,
+        "the first signal",
     );
     for r in &restarts {
         let phase = result.tally_of(r.name);
@@ -98,7 +91,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         format!("{} of {} failed", after.failed(), after.sent),
     );
     drop((a, b));
-    Ok(world.finish(report))
+    Ok(world.finish(report).await)
 }
 
 async fn restart(

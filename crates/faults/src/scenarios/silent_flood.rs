@@ -8,13 +8,11 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UnixStream;
 
-use crate::admin::metric_sum;
 use crate::error::FaultError;
-use crate::load::{Load, LoadSpec};
-use crate::proxy::ProxySettings;
 use crate::raw::RawConnection;
 use crate::report::{seconds, Report};
-use crate::scenarios::{hold, Harness, REGISTER_PATIENCE, WAF_AGENT_AND_ROUTE, WAF_PREFIX};
+use crate::scenarios::{hold, waf_settings, Harness, REGISTER_PATIENCE};
+use sentinel_test_support::prometheus;
 
 /// Silent connections opened.
 pub const SILENT_CONNECTIONS: usize = 1000;
@@ -29,7 +27,7 @@ const AFTER: &str = "after the handshake timeout";
 /// Runs the scenario.
 pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     let handshake_timeout = harness.hold(Duration::from_secs(10), Duration::from_secs(6));
-    let mut settings = ProxySettings::new(WAF_AGENT_AND_ROUTE);
+    let mut settings = waf_settings();
     settings.handshake_timeout = handshake_timeout;
     let mut world = harness.world(&settings).await?;
     let serving = harness.waf(&world, "waf-a", 2)?;
@@ -37,11 +35,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         .proxy
         .wait_registered(&[("waf-a", serving.pid(), 2)], REGISTER_PATIENCE)
         .await?;
-    let load = Load::start(
-        LoadSpec::steady(WAF_PREFIX, Duration::from_secs(300)),
-        world.proxy.addresses().http,
-        BASELINE,
-    );
+    let load = world.steady_load(BASELINE);
 
     // Baseline: a second agent process registers and leaves, no flood.
     let mut probe = harness.waf(&world, "waf-b", 2)?;
@@ -70,8 +64,13 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     // The agent must register while the proxy holds every silent connection as a pending
     // handshake, not while they still wait in the accept queue.
     let accept_deadline = Instant::now() + Duration::from_secs(10);
+    let all_held = |pending: &PendingRead| {
+        pending
+            .as_ref()
+            .is_ok_and(|&n| n >= SILENT_CONNECTIONS as u64)
+    };
     let mut pending = pending_handshakes(&world).await;
-    while pending < SILENT_CONNECTIONS as u64 && Instant::now() < accept_deadline {
+    while !all_held(&pending) && Instant::now() < accept_deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
         pending = pending_handshakes(&world).await;
     }
@@ -91,14 +90,14 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     let result = load.finish().await;
 
     let mut report = Report::new("silent-flood");
-    report.phases = result.tallies();
+    report.record_load(&result);
     report.fact(
         format!("{SILENT_CONNECTIONS} silent connections opened in"),
         seconds(opened),
     );
     report.fact(
         "pending handshakes when the agent started (proxy metric) / after",
-        format!("{pending} / {}", seconds(all_pending)),
+        format!("{} / {}", describe(&pending), seconds(all_pending)),
     );
     report.fact(
         "agent registration (2 connections), no flood",
@@ -114,8 +113,8 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     );
     report.check(
         "the proxy holds every silent connection as a pending handshake",
-        pending >= SILENT_CONNECTIONS as u64,
-        format!("{pending} pending"),
+        all_held(&pending),
+        format!("{} pending", describe(&pending)),
     );
     report.check(
         format!(
@@ -140,16 +139,35 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     );
     report.check(
         "no handshake left pending afterwards",
-        pending_after == 0,
-        format!("{pending_after} pending"),
+        matches!(pending_after, Ok(0)),
+        format!("{} pending", describe(&pending_after)),
     );
     drop((serving, probe));
-    Ok(world.finish(report))
+    Ok(world.finish(report).await)
 }
 
-async fn pending_handshakes(world: &crate::scenarios::World) -> u64 {
-    let metrics = world.proxy.metrics().await.unwrap_or_default();
-    metric_sum(&metrics, "sentinel_agent_handshakes_pending", &[]) as u64
+/// The proxy's `sentinel_agent_handshakes_pending` gauge, or why it could not be read: a
+/// failed read (or a page without the gauge) must fail the checks, never count as 0.
+type PendingRead = Result<u64, String>;
+
+async fn pending_handshakes(world: &crate::scenarios::World) -> PendingRead {
+    const GAUGE: &str = "sentinel_agent_handshakes_pending";
+    let metrics = world
+        .proxy
+        .metrics()
+        .await
+        .map_err(|e| format!("reading /metrics failed: {e}"))?;
+    if !prometheus::parse(&metrics).iter().any(|s| s.name == GAUGE) {
+        return Err(format!("/metrics has no {GAUGE}"));
+    }
+    Ok(prometheus::metric_sum(&metrics, GAUGE, &[]) as u64)
+}
+
+fn describe(read: &PendingRead) -> String {
+    match read {
+        Ok(n) => n.to_string(),
+        Err(e) => format!("unknown ({e})"),
+    }
 }
 
 /// How many of `streams` the proxy closed (EOF or reset) before `deadline`.

@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::FaultError;
 use crate::load::{Load, LoadSpec};
-use crate::process::Supervised;
-use crate::proxy::ProxySettings;
 use crate::report::{mib, seconds, Report};
-use crate::scenarios::{hold, Harness, REGISTER_PATIENCE, WAF_AGENT_AND_ROUTE, WAF_PREFIX};
+use crate::scenarios::{hold, waf_settings, Harness, REGISTER_PATIENCE, WAF_PREFIX};
+use sentinel_test_support::process::Supervised;
 
 /// Largest accepted growth of the proxy's resident memory after the warm-up.
 pub const RSS_GROWTH_LIMIT: u64 = 4 * 1024 * 1024;
@@ -38,9 +37,7 @@ struct Sample {
 
 /// Runs the scenario for `duration`.
 pub async fn run(harness: &Harness, duration: Duration) -> Result<Report, FaultError> {
-    let mut world = harness
-        .world(&ProxySettings::new(WAF_AGENT_AND_ROUTE))
-        .await?;
+    let mut world = harness.world(&waf_settings()).await?;
     let mut agents: Vec<Supervised> = vec![
         harness.waf(&world, "waf-a", 2)?,
         harness.waf(&world, "waf-b", 2)?,
@@ -87,7 +84,7 @@ pub async fn run(harness: &Harness, duration: Duration) -> Result<Report, FaultE
     let result = load.finish().await;
 
     let mut report = Report::new("soak");
-    report.phases = result.tallies();
+    report.record_load(&result);
     report.fact("duration", seconds(started.elapsed()));
     report.fact("agent kill/reconnect cycles", cycles.to_string());
     report.fact("slowest re-registration", seconds(slowest_registration));
@@ -168,5 +165,5 @@ pub async fn run(harness: &Harness, duration: Duration) -> Result<Report, FaultE
         format!("{failed} of {sent}"),
     );
     drop(agents);
-    Ok(world.finish(report))
+    Ok(world.finish(report).await)
 }

@@ -6,38 +6,30 @@
 use std::time::{Duration, Instant};
 
 use crate::error::FaultError;
-use crate::load::{Load, LoadSpec};
-use crate::proxy::ProxySettings;
 use crate::report::{seconds, Report};
 use crate::scenarios::kill::failure_reasons;
-use crate::scenarios::{hold, Harness, REGISTER_PATIENCE, WAF_AGENT_AND_ROUTE, WAF_PREFIX};
+use crate::scenarios::{hold, waf_settings, Harness, REGISTER_PATIENCE};
 
 const STEADY: &str = "steady, 1 agent process";
 const STOPPED: &str = "agent SIGSTOPped (fail closed)";
 const RESUMED: &str = "agent SIGCONTed";
 
-/// The agent timeout of [`WAF_AGENT_AND_ROUTE`].
+/// The agent timeout of [`crate::scenarios::waf_agent`].
 const AGENT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the scenario.
 pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
-    let mut world = harness
-        .world(&ProxySettings::new(WAF_AGENT_AND_ROUTE))
-        .await?;
+    let mut world = harness.world(&waf_settings()).await?;
     let agent = harness.waf(&world, "waf-a", 2)?;
     world
         .proxy
         .wait_registered(&[("waf-a", agent.pid(), 2)], REGISTER_PATIENCE)
         .await?;
     let load_started = Instant::now();
-    let load = Load::start(
-        LoadSpec::steady(WAF_PREFIX, Duration::from_secs(300)),
-        world.proxy.addresses().http,
-        STEADY,
-    );
+    let load = world.steady_load(STEADY);
     hold(harness.hold(Duration::from_secs(5), Duration::from_secs(2))).await;
 
-    agent.stop().await?;
+    agent.pause().await?;
     let stopped_at = Instant::now();
     // Requests sent from now on cannot be answered; those already in flight are in the
     // previous phase.
@@ -60,7 +52,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         .await?;
 
     let mut report = Report::new("stop");
-    report.phases = result.tallies();
+    report.record_load(&result);
     let first_failure = result.first_failure_after(stopped_at);
     report.fact(
         "stopped: first 503 after",
@@ -84,13 +76,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     report.fact("proxy agent failures by reason", failure_reasons(&metrics));
 
     // The steady phase ends with the requests caught by the stop; those time out.
-    let steady = result.failures_between(load_started, stopped_at);
-    let steady_sent = result.tally_of(STEADY).sent;
-    report.check(
-        "steady: no request fails before the stop",
-        steady_sent > 0 && steady == 0,
-        format!("{steady} of {steady_sent} failed"),
-    );
+    report.check_steady(&result, STEADY, load_started, stopped_at, "the stop");
     // Requests sent while it is stopped and still waiting at SIGCONT are answered by it then.
     let stopped = result.completed_between(stopped_at, resumed_at);
     report.check(
@@ -132,5 +118,5 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         format!("{connections_after} connections"),
     );
     drop(agent);
-    Ok(world.finish(report))
+    Ok(world.finish(report).await)
 }

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use crate::http::{agents, connections_of, UpstreamCounts};
+use crate::http::{agents, connections_of, get, UpstreamCounts, ATTACK_MARKER};
 use crate::load::{Load, LoadConfig};
 use crate::processes::{
-    start_agent, start_proxy, Files, Process, Timing, ADMIN_PORT, HTTP_PORT, UPSTREAM_PORT,
+    start_agent, start_proxy, Files, Process, Timing, ADMIN_PORT, CONTROL_PREFIX, HTTP_PORT,
+    UPSTREAM_PORT,
 };
 use crate::report::Report;
 use crate::topology::Topology;
@@ -167,12 +168,41 @@ impl<'a> Fleet<'a> {
             .await
     }
 
+    /// One marked request on the route without agents must reach the upstream and be counted
+    /// exactly once: a counter that cannot count would otherwise report "nothing wrongly
+    /// allowed" forever. Sent after the scenario's traffic, through the first running proxy.
+    pub async fn positive_control(&self, report: &mut Report) {
+        let Some(proxy) = self.proxies.iter().position(Option::is_some) else {
+            report.expect(
+                false,
+                "positive control: no proxy is running to send it through",
+            );
+            return;
+        };
+        let before = self.marked();
+        let path = format!("{CONTROL_PREFIX}probe?{ATTACK_MARKER}=control");
+        let answer = get(self.http(proxy), &path, Duration::from_secs(10)).await;
+        let counted = self.marked() - before;
+        let status = answer.as_ref().map(|(status, _)| *status);
+        report.figure(
+            "positive control (marked request, route without agents)",
+            format!("answer {status:?}, counted {counted}"),
+        );
+        report.expect(
+            status == Ok(200) && counted == 1,
+            format!(
+                "positive control: the marked request on the route without agents got {status:?} \
+                 and was counted {counted} times by the upstream (want 200, counted once)"
+            ),
+        );
+    }
+
     /// Prints the last log lines of every process (after a failed scenario).
     pub fn dump_logs(&self) {
         let processes = self.proxies.iter().flatten().chain(&self.agents);
         for process in processes {
-            println!("  -- last log lines of {}", process.name);
-            for line in process.tail(12) {
+            println!("  -- last log lines of {}", process.name());
+            for line in process.log_tail(12).lines() {
                 println!("     {line}");
             }
         }
@@ -213,6 +243,7 @@ pub async fn run(fleet: &mut Fleet<'_>, name: &'static str) -> Report {
     if let Err(e) = outcome {
         report.error(&e);
     }
+    fleet.positive_control(&mut report).await;
     if !report.passed() {
         fleet.dump_logs();
     }

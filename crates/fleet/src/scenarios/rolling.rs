@@ -73,11 +73,11 @@ async fn restart(
         .take()
         .ok_or_else(|| anyhow::anyhow!("proxy{} is not running", proxy + 1))?;
     let term = Instant::now();
-    let (drained, clean) = process
+    let (drained, status) = process
         .terminate(TIMING.shutdown_grace + Duration::from_secs(3))
         .await?;
     anyhow::ensure!(
-        clean,
+        status.success(),
         "proxy{} exited with an error after SIGTERM",
         proxy + 1
     );

@@ -155,7 +155,7 @@ fn heartbeat_closes(fleet: &Fleet<'_>, agent_id: &str, since: Instant) -> Vec<Op
         .proxies
         .iter()
         .map(|proxy| {
-            let lines = proxy.as_ref()?.lines_since(
+            let lines = proxy.as_ref()?.log().lines_since(
                 since,
                 &["agent connection removed from pool", &prefix, "no pong"],
             );

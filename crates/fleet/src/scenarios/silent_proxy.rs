@@ -100,7 +100,10 @@ async fn wait_noticed(
         let seen: Vec<Vec<(Instant, String)>> = fleet
             .agents
             .iter()
-            .map(|a| a.lines_since(since, &["connection lost", &needle, "Silent"]))
+            .map(|a| {
+                a.log()
+                    .lines_since(since, &["connection lost", &needle, "Silent"])
+            })
             .collect();
         if seen.iter().all(|lines| lines.len() >= CONNECTIONS) {
             return Ok(seen

@@ -17,22 +17,29 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::error::FaultError;
-use crate::load::{Load, LoadSpec};
 use crate::proxy::ProxySettings;
 use crate::raw::{frame_bytes, json_payload, types, RawConnection};
 use crate::report::{seconds, Report};
-use crate::scenarios::{Harness, World, REGISTER_PATIENCE, WAF_PREFIX};
+use crate::scenarios::{waf_agent, waf_route, Harness, World, REGISTER_PATIENCE};
+use sentinel_test_support::config::{Agent, Event, FailureMode, Route};
 
-const AGENTS_AND_ROUTES: &str = r#"
-agents {
-    agent "waf" { agent-ids "waf-*"; events "request_headers"; timeout-ms 2000; failure-mode "closed"; }
-    agent "raw" { agent-ids "raw-*"; events "request_headers"; timeout-ms 1500; failure-mode "closed"; }
+/// The agents `waf` (the WAF process) and `raw` (the hand-driven connection), each on its
+/// own route.
+fn settings() -> ProxySettings {
+    let raw_agent = Agent::new("raw")
+        .agent_ids(["raw-*"])
+        .events([Event::RequestHeaders])
+        .timeout(RAW_AGENT_TIMEOUT)
+        .failure_mode(FailureMode::Closed);
+    let raw_route = Route::new("raw", "backend")
+        .path_prefix("/raw/")
+        .agents(["raw"]);
+    let mut settings =
+        ProxySettings::new(vec![waf_agent(), raw_agent], vec![waf_route(), raw_route]);
+    settings.handshake_timeout = HANDSHAKE_TIMEOUT;
+    settings.max_frame_size = MAX_FRAME_SIZE;
+    settings
 }
-routes {
-    route "waf" { matches { path-prefix "/waf/"; }; upstream "backend"; agents "waf"; }
-    route "raw" { matches { path-prefix "/raw/"; }; upstream "backend"; agents "raw"; }
-}
-"#;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 const RAW_AGENT_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -59,20 +66,13 @@ impl Finding {
 
 /// Runs the scenario.
 pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
-    let mut settings = ProxySettings::new(AGENTS_AND_ROUTES);
-    settings.handshake_timeout = HANDSHAKE_TIMEOUT;
-    settings.max_frame_size = MAX_FRAME_SIZE;
-    let mut world = harness.world(&settings).await?;
+    let mut world = harness.world(&settings()).await?;
     let waf = harness.waf(&world, "waf-a", 2)?;
     world
         .proxy
         .wait_registered(&[("waf-a", waf.pid(), 2)], REGISTER_PATIENCE)
         .await?;
-    let load = Load::start(
-        LoadSpec::steady(WAF_PREFIX, Duration::from_secs(300)),
-        world.proxy.addresses().http,
-        "WAF route while bad frames are sent",
-    );
+    let load = world.steady_load("WAF route while bad frames are sent");
     let mut report = Report::new("frames");
     let mut cases = Cases::new(&world);
     cases.before_registration(&mut report).await?;
@@ -80,7 +80,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
     cases.after_registration(&mut report).await?;
     cases.mid_decision(&mut report).await?;
     let result = load.finish().await;
-    report.phases = result.tallies();
+    report.record_load(&result);
     let t = &report.phases[0].1;
     let (sent, failed) = (t.sent, t.failed());
     report.check(
@@ -95,7 +95,7 @@ pub async fn run(harness: &Harness) -> Result<Report, FaultError> {
         format!("{still}"),
     );
     drop(waf);
-    Ok(world.finish(report))
+    Ok(world.finish(report).await)
 }
 
 struct Cases<'a> {

@@ -158,6 +158,10 @@ impl Credentials {
     }
 
     /// Reads a tokens file.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the credentials file is read at start, before serving"
+    )]
     pub fn load(path: &Path) -> Result<Credentials, CredentialError> {
         let text = std::fs::read_to_string(path).map_err(|source| CredentialError::Read {
             path: path.display().to_string(),
@@ -208,6 +212,7 @@ fn parse_digest(hex: &str) -> Option<[u8; 32]> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests write their fixture files")]
 mod tests {
     use super::*;
 

@@ -2,6 +2,10 @@
 //! registration token: it registers with the token from `--auth-token-env`, answers 401 or
 //! passes the identity, keeps every secret out of its log, and on SIGTERM drains and exits 0.
 //! With a wrong registration token it reports the refusal and keeps its distance.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test set-up writes and reads fixture files; no proxy runtime is blocked"
+)]
 
 use std::time::Duration;
 

@@ -1,6 +1,10 @@
 //! The auth agent's decisions on real requests through its Agent handler: bearer tokens and
 //! API keys (in clear and hashed), 401 with `WWW-Authenticate`, identity spoofing, public
 //! paths, and credentials replaced by pushed configuration.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test set-up writes and reads fixture files; no proxy runtime is blocked"
+)]
 
 use sentinel_agent_auth::{AuthAgent, AuthSettings};
 use sentinel_agent_sdk::prelude::*;

@@ -244,6 +244,10 @@ impl RuleSource {
 }
 
 /// Parses a rules file: a JSON list of rules, or an object with a `rules` list.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the rules file is read at start, before serving"
+)]
 pub fn read_rules_file(path: &Path) -> Result<Vec<RuleSpec>, RuleError> {
     let text = std::fs::read_to_string(path).map_err(|source| RuleError::Read {
         path: path.to_path_buf(),
@@ -270,6 +274,7 @@ pub fn parse_rules(text: &str, origin: &str) -> Result<Vec<RuleSpec>, RuleError>
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests write their fixture files")]
 mod tests {
     use super::*;
 

@@ -1,6 +1,10 @@
 //! The real `sentinel-waf-agent` process against the real listener: built-in and file rules
 //! block with their id in the audit, bodies are inspected, a ConfigUpdate reloads the rules,
 //! and SIGTERM drains and exits 0.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test set-up writes and reads fixture files; no proxy runtime is blocked"
+)]
 
 use std::time::Duration;
 

@@ -1,6 +1,10 @@
 //! The WAF's decisions on real attack and benign inputs, through its Agent handlers, and rule
 //! reloading from pushed configuration (inline rules, a rules file, back to the start-up
 //! rules, a broken config refused).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test set-up writes and reads fixture files; no proxy runtime is blocked"
+)]
 
 use std::sync::Arc;
 
@@ -68,7 +72,7 @@ fn rule_of(verdict: &Verdict) -> Option<String> {
 #[tokio::test]
 async fn attacks_in_path_query_and_headers_are_blocked_with_their_rule() {
     let waf = waf();
-    let cases: &[(&str, Headers, &str)] = &[
+    let cases: &[(&str, Headers<'_>, &str)] = &[
         (
             "/items?id=1%20UNION%20SELECT%20password%20FROM%20users",
             &[],
@@ -138,7 +142,7 @@ async fn attacks_in_path_query_and_headers_are_blocked_with_their_rule() {
 #[tokio::test]
 async fn ordinary_traffic_passes() {
     let waf = waf();
-    let cases: &[(&str, Headers)] = &[
+    let cases: &[(&str, Headers<'_>)] = &[
         ("/", &[("host", "example.com"), ("accept", "*/*")]),
         (
             "/api/users?id=42&sort=name&order=desc",

@@ -52,6 +52,10 @@ impl RequestContext {
     }
 
     /// The agent's state of type `T` for this request, created with `T::default()` on first use.
+    #[allow(
+        clippy::expect_used,
+        reason = "an entry is keyed by its own TypeId, so the downcast cannot fail"
+    )]
     pub fn state<T: Default + Send + 'static>(&mut self) -> &mut T {
         self.state
             .entry(TypeId::of::<T>())

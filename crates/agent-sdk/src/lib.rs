@@ -31,7 +31,8 @@
 //! Layout: [`Agent`] and [`Verdict`] are what authors touch; [`RequestContext`] carries
 //! per-request state between events; [`Runner`] with [`RunnerConfig`] (or [`ConnectArgs`] for
 //! the standard flags) runs it. Everything else is the machinery behind them.
-
+// No unwrap/expect on what can fail at run time; tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
 mod address;

@@ -21,6 +21,10 @@ pub(crate) fn defaults(version: &str, started: SystemTime) -> Map<String, Value>
 
 /// The machine's host name, without unsafe code: the kernel's view first, then the usual file,
 /// then the environment.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "read once when the runner is built, before any connection"
+)]
 pub(crate) fn hostname() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()

@@ -162,6 +162,7 @@ impl TlsClientConfig {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests write their fixture files")]
 mod tests {
     use super::*;
 

@@ -2,6 +2,10 @@
 //! by the test: an agent with the CA bundle and a client certificate registers over mutual TLS
 //! and answers requests; a wrong CA, a missing client certificate, or a certificate that does
 //! not name the agent_id keeps it out, with the reason in its events.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test set-up writes and reads fixture files; no proxy runtime is blocked"
+)]
 
 mod common;
 

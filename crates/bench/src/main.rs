@@ -7,6 +7,10 @@
 //! The hidden subcommands are the other processes the benchmarks start: `agent`, `raw-echo`,
 //! `upstream` and `load`. Codec micro-benchmarks are criterion benches:
 //! `cargo bench -p sentinel-bench`. See docs/benchmarks.md.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a benchmark harness: blocking file reads and sleeps run on its own threads, outside any proxy runtime"
+)]
 
 mod decision;
 mod http;

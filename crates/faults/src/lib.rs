@@ -18,6 +18,10 @@
 //! "Wrongly allowed under fail-closed" is counted by construction: requests the agent must
 //! block carry [`upstream::MUST_BLOCK_HEADER`] and an SQL injection the WAF blocks, and the
 //! upstream counts every such request that reaches it.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a test harness: set-up files and /proc reads, outside any proxy runtime"
+)]
 
 pub mod admin;
 pub mod agents;

@@ -3,6 +3,10 @@
 //! exits non-zero when any scenario's expectation fails. `all` runs every scenario (the soak
 //! last); `--short` is the CI form (shorter holds, a 60 s soak, same checks). The binaries
 //! are built first (same profile as this program) unless `--no-build`.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a test harness: set-up files and /proc reads, outside any proxy runtime"
+)]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

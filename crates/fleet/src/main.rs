@@ -5,6 +5,10 @@
 //! silent proxy link, rolling restart. Prints each scenario's figures; exits non-zero if any
 //! expectation failed or the machine cannot run it. Everything it creates is removed
 //! afterwards, also after a failure or panic. A test tool, not shipped.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a test harness: set-up files, namespaces and /proc reads, outside any proxy runtime"
+)]
 
 mod http;
 mod load;

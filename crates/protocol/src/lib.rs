@@ -14,6 +14,8 @@
 //! assert_eq!(Message::from_frame(&frame, Encoding::Json)?, Message::Ping(Ping { nonce: 7 }));
 //! # Ok::<(), sentinel_agent_protocol::ProtocolError>(())
 //! ```
+// No unwrap/expect on what can fail at run time; tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod agent_id;
 mod body;

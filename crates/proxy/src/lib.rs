@@ -8,6 +8,8 @@
 //! forwarded to upstreams. [`config`] loads the KDL file, [`app`] wires everything together,
 //! [`telemetry`] records the metrics and each agent's last minute, [`admin`] serves them with
 //! the agent list and status; the `sentinel` binary parses arguments and holds the demo.
+// No unwrap/expect on what can fail at run time; tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
 pub mod app;

@@ -154,6 +154,10 @@ async fn show(args: AdminArgs, agents_only: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the CLI reads its token before any runtime work"
+)]
 fn read_token(path: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the admin token file {}", path.display()))?;

@@ -1,5 +1,9 @@
 //! The KDL configuration: PROTOCOL.md §7's blocks parse exactly as written (KDL v1 and v2), and
 //! mistakes are reported with file, line, column and a plain sentence.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test set-up writes and reads fixture files; no proxy runtime is blocked"
+)]
 
 use std::path::Path;
 use std::time::Duration;

@@ -11,6 +11,10 @@
 //! Not covered here: a `redirect` decision. None of the example agents can produce one (the
 //! WAF and auth agents only block, the echo agent only allows); the proxy's handling of
 //! redirects is tested with scripted agents in `http_agents.rs`.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test set-up writes and reads fixture files; no proxy runtime is blocked"
+)]
 
 mod e2e_support;
 

@@ -2,6 +2,10 @@
 //! the seeds (`fuzz/seeds/<target>/`) and each input a fuzzer found failing
 //! (`tests/fuzz_corpus/<target>/`, one file per finding, named after it). A few seeds also pin
 //! the outcome they must produce, so the drivers are shown to tell the cases apart.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test set-up writes and reads fixture files; no proxy runtime is blocked"
+)]
 
 mod fuzz_support;
 

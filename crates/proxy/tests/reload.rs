@@ -1,5 +1,9 @@
 //! Reloading the configuration file of a running proxy: token rotation and allowlist changes
 //! apply to the next registration; a broken file is refused and the old rules keep serving.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test set-up writes and reads fixture files; no proxy runtime is blocked"
+)]
 
 use std::path::Path;
 

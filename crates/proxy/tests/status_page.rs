@@ -6,6 +6,10 @@
 //!
 //! The browser is Debian's `chromium` with `chromium-driver`; `scripts/install-deps` installs
 //! them. Without them the browser test fails, saying so (it is never skipped).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test set-up writes and reads fixture files; no proxy runtime is blocked"
+)]
 
 mod browser_support;
 mod e2e_support;

@@ -2,6 +2,10 @@
 //! test: registration over TLS (transport `tls`), mutual TLS (no certificate, a certificate of
 //! another CA), the agent_id bound to the client certificate's DNS names or common name, and
 //! certificates reloaded in place by `RunningProxy::reload`.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test set-up writes and reads fixture files; no proxy runtime is blocked"
+)]
 
 mod common;
 #[path = "../../agent-sdk/testkit/src/pki.rs"]

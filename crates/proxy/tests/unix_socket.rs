@@ -1,5 +1,9 @@
 //! The Unix socket's life cycle: permissions, stale files, a live competitor, files that are not
 //! sockets, and removal on shutdown.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test set-up writes and reads fixture files; no proxy runtime is blocked"
+)]
 
 mod common;
 

@@ -6,6 +6,8 @@
 //!
 //! Nothing here logs or formats key material: a key that does not parse is reported by file
 //! name only, because a parser's detail could quote the file.
+// No unwrap/expect on what can fail at run time; tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::path::{Path, PathBuf};
 
@@ -125,6 +127,10 @@ fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, PemError> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write their PEM fixtures, no runtime"
+)]
 mod tests {
     use super::*;
 

@@ -4,7 +4,10 @@
 //! the same addresses; plus [`AgentProcess`], which runs a built agent binary, collects its log
 //! and stops it with SIGTERM; and [`pki`], throw-away certificates for TLS tests. Used by the
 //! SDK's and the example agents' tests; agent authors can use it for theirs.
-
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test support: it writes PEM fixtures before anything runs"
+)]
 #![warn(missing_docs)]
 
 pub mod pki;

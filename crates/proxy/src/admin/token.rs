@@ -56,6 +56,10 @@ pub enum AdminTokenError {
 impl AdminToken {
     /// Reads the token from `path`: the file's text without surrounding whitespace (so a
     /// trailing newline does not count).
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "read when the configuration is loaded or reloaded, never per request"
+    )]
     pub fn from_file(path: &Path) -> Result<AdminToken, AdminTokenError> {
         let size = std::fs::metadata(path)
             .map_err(|source| AdminTokenError::Unreadable {
@@ -121,6 +125,7 @@ fn presented_token(header: &[u8]) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests write their fixture files")]
 mod tests {
     use super::*;
 

@@ -80,6 +80,10 @@ pub struct TokenRule {
 
 impl TokenRule {
     /// Loads a token for agent ids matching `pattern` from `source`.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "token files are read when the configuration is loaded, never per request"
+    )]
     pub fn load(pattern: &str, source: &TokenSource) -> Result<TokenRule, TokenError> {
         let pattern_name = pattern.to_string();
         let secret = match source {
@@ -157,6 +161,7 @@ fn parse_digest(hex: &str) -> Option<[u8; 32]> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests write their fixture files")]
 mod tests {
     use super::*;
 

@@ -35,10 +35,11 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let socket = dir.join("agents.sock");
     let tokens = dir.join("tokens.json");
-    std::fs::write(
+    tokio::fs::write(
         &tokens,
         format!(r#"[{{"user": "alice", "bearer": "{DEMO_TOKEN}"}}]"#),
-    )?;
+    )
+    .await?;
 
     let upstream = upstream::start_upstream().await?;
     let config = config::demo_config(&socket, upstream);

@@ -30,6 +30,10 @@ use super::error::{ConfigError, Source};
 use super::Config;
 
 /// Reads and validates the configuration file at `path`.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the configuration is read at start and on reload, never per request"
+)]
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),

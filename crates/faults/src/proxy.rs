@@ -288,6 +288,12 @@ impl Proxy {
     }
 
     /// Resident memory (bytes) and open descriptors of the proxy process now.
+    /// The proxy's peak virtual memory size: reservations the resident set does not show,
+    /// even short-lived ones.
+    pub fn virtual_peak(&self) -> Result<u64, FaultError> {
+        Ok(os::vm_peak_bytes(self.process.pid())?)
+    }
+
     pub fn resources(&self) -> Result<(u64, u64), FaultError> {
         let pid = self.process.pid();
         Ok((os::rss_bytes(pid)?, os::fd_count(pid)?))

@@ -110,17 +110,23 @@ fn read_proc(path: &str) -> Result<String, OsError> {
 
 /// Resident set size (`VmRSS`) of process `pid`, in bytes.
 pub fn rss_bytes(pid: u32) -> Result<u64, OsError> {
+    status_kib(pid, "VmRSS:", "VmRSS line").map(|kib| kib * 1024)
+}
+
+/// Peak virtual memory size (`VmPeak`) of process `pid`, in bytes: it counts memory reserved
+/// but never touched, which the resident set cannot see, even once it has been freed again.
+pub fn vm_peak_bytes(pid: u32) -> Result<u64, OsError> {
+    status_kib(pid, "VmPeak:", "VmPeak line").map(|kib| kib * 1024)
+}
+
+fn status_kib(pid: u32, key: &str, field: &'static str) -> Result<u64, OsError> {
     let path = format!("/proc/{pid}/status");
-    let kib = read_proc(&path)?
+    read_proc(&path)?
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(key))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kib| kib.parse::<u64>().ok())
-        .ok_or(OsError::Malformed {
-            path,
-            field: "VmRSS line",
-        })?;
-    Ok(kib * 1024)
+        .ok_or(OsError::Malformed { path, field })
 }
 
 /// User + system CPU time of process `pid` so far.

@@ -48,6 +48,9 @@ const MAX_FRAME_SIZE: u64 = 1024 * 1024;
 const PROMPTLY: Duration = Duration::from_secs(3);
 /// Ceiling of the proxy's growth in resident memory after a frame claiming 4 GiB.
 const ALLOCATION_CEILING: u64 = 16 * 1024 * 1024;
+/// Most the proxy's peak virtual size may grow on a 4 GiB length claim: well above an allocator
+/// arena reservation (up to 1 GiB at a time), far below the 4 GiB a buffer for it would take.
+const VIRTUAL_CEILING: u64 = 2 * 1024 * 1024 * 1024;
 
 /// What one case found.
 struct Finding {

@@ -4,21 +4,23 @@
 //! client error, nothing allowed without a verdict), and re-admit the agent within the backoff
 //! bound once the link is back.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::bail;
 
 use crate::http::{agents, connections_of};
 use crate::load::quantile;
 use crate::report::{ms, Report};
+use sentinel_test_support::process::stamped_after;
 
 use super::{Fleet, AGENT_IDS, CONNECTIONS, POLL, TIMING};
 
 /// How long the link stays down (longer than both sides need to notice).
 const OUTAGE: Duration = Duration::from_secs(3);
-/// Allowance on top of the detection bound for the measurement itself: the moment is when the
-/// harness reads the proxy's log line (a pipe away), plus timer and scheduling slack.
-const MEASUREMENT: Duration = Duration::from_millis(100);
+/// Allowance on top of the detection bound for timer and scheduling slack, a fifth of the
+/// heartbeat interval. The moment is the one the proxy wrote on its log line, not when the
+/// harness read it, so the pipe and a loaded machine do not count.
+const MEASUREMENT: Duration = TIMING.heartbeat.checked_div(5).expect("a non-zero divisor");
 /// Registration after a successful dial: TCP + TLS handshakes and the registration exchange.
 const HANDSHAKE: Duration = Duration::from_millis(1000);
 
@@ -31,9 +33,10 @@ pub async fn run(fleet: &mut Fleet<'_>, report: &mut Report) -> anyhow::Result<(
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let down = Instant::now();
+    let down_wall = SystemTime::now();
     fleet.topology.link_down(&host)?;
     let listed = wait_gone(fleet, &all, lost, down, OUTAGE).await;
-    let detected = heartbeat_closes(fleet, lost, down);
+    let detected = heartbeat_closes(fleet, lost, down, down_wall);
     let remaining = OUTAGE.saturating_sub(down.elapsed());
     tokio::time::sleep(remaining).await;
     let up = Instant::now();
@@ -148,8 +151,14 @@ async fn wait_gone(
 }
 
 /// Per proxy, how long after `since` its log said the second connection of `agent_id` was
-/// removed for a missed pong (the heartbeat's verdict); `None` if it did not.
-fn heartbeat_closes(fleet: &Fleet<'_>, agent_id: &str, since: Instant) -> Vec<Option<Duration>> {
+/// removed for a missed pong (the heartbeat's verdict), by the line's own timestamp (by when
+/// the harness read it if the line has none); `None` if it did not.
+fn heartbeat_closes(
+    fleet: &Fleet<'_>,
+    agent_id: &str,
+    since: Instant,
+    since_wall: SystemTime,
+) -> Vec<Option<Duration>> {
     let prefix = format!("assigned_id={agent_id}-conn-");
     fleet
         .proxies
@@ -159,9 +168,9 @@ fn heartbeat_closes(fleet: &Fleet<'_>, agent_id: &str, since: Instant) -> Vec<Op
                 since,
                 &["agent connection removed from pool", &prefix, "no pong"],
             );
-            lines
-                .get(CONNECTIONS - 1)
-                .map(|(at, _)| at.duration_since(since))
+            lines.get(CONNECTIONS - 1).map(|(read_at, text)| {
+                stamped_after(text, since_wall).unwrap_or(read_at.duration_since(since))
+            })
         })
         .collect()
 }

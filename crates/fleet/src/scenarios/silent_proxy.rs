@@ -3,18 +3,20 @@
 //! two proxies without delay (their connections there are untouched), and reconnect when the
 //! host returns.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::bail;
 
 use crate::load::quantile;
 use crate::report::{ms, Report};
+use sentinel_test_support::process::stamped_after;
 
 use super::{Fleet, AGENT_IDS, CONNECTIONS, TIMING};
 
 const OUTAGE: Duration = Duration::from_secs(3);
-/// Allowance for the measurement (log lines are stamped when the harness reads them).
-const MEASUREMENT: Duration = Duration::from_millis(250);
+/// Allowance for timer and scheduling slack, half a heartbeat interval. The moment is the one
+/// the agent wrote on its log line, not when the harness read it.
+const MEASUREMENT: Duration = TIMING.heartbeat.checked_div(2).expect("a non-zero divisor");
 
 pub async fn run(fleet: &mut Fleet<'_>, report: &mut Report) -> anyhow::Result<()> {
     let dark = 2;
@@ -27,8 +29,9 @@ pub async fn run(fleet: &mut Fleet<'_>, report: &mut Report) -> anyhow::Result<(
     let before_from = Instant::now() - Duration::from_millis(900);
 
     let down = Instant::now();
+    let down_wall = SystemTime::now();
     fleet.topology.link_down(&host)?;
-    let noticed = wait_noticed(fleet, &host.addr.to_string(), down, OUTAGE).await;
+    let noticed = wait_noticed(fleet, &host.addr.to_string(), down, down_wall, OUTAGE).await;
     tokio::time::sleep(OUTAGE.saturating_sub(down.elapsed())).await;
     let up = Instant::now();
     fleet.topology.link_up(&host)?;
@@ -93,6 +96,7 @@ async fn wait_noticed(
     fleet: &Fleet<'_>,
     addr: &str,
     since: Instant,
+    since_wall: SystemTime,
     limit: Duration,
 ) -> anyhow::Result<Vec<Duration>> {
     let needle = format!("tls:{addr}:");
@@ -108,7 +112,10 @@ async fn wait_noticed(
         if seen.iter().all(|lines| lines.len() >= CONNECTIONS) {
             return Ok(seen
                 .iter()
-                .map(|lines| lines[CONNECTIONS - 1].0.duration_since(since))
+                .map(|lines| {
+                    let (read_at, text) = &lines[CONNECTIONS - 1];
+                    stamped_after(text, since_wall).unwrap_or(read_at.duration_since(since))
+                })
                 .collect());
         }
         if since.elapsed() > limit {

@@ -8,6 +8,7 @@
 
 mod log;
 mod spec;
+mod stamp;
 
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 pub use log::{Log, LogLine, Stream, MAX_LOG_LINES};
 pub use spec::ProcessSpec;
+pub use stamp::{stamped_after, stamped_at};
 
 use crate::ports::SentinelAddresses;
 use crate::wait::{try_wait_for, wait_for, wait_for_blocking, TimedOut, WaitError};

@@ -20,9 +20,15 @@ use tempfile::TempDir;
 
 use browser_support::{Browser, PageState};
 use e2e_support::{
-    agent_binary, free_port, sentinel_binary, Extras, Process, Sentinel, Upstream, ALICE_TOKEN,
+    agent_binary, sentinel_binary, Extras, Policy, Process, Sentinel, Upstream, ALICE_TOKEN,
     PATIENCE,
 };
+use sentinel_test_support::config::{
+    Agent, Event, FailureMode, ReverseListener, Route, TokenSource,
+};
+use sentinel_test_support::ports::ANY_LOOPBACK;
+use sentinel_test_support::prometheus::metric_sum;
+use sentinel_test_support::wait::eventually;
 
 const WAF_SECRET: &str = "status-page-waf-secret-7f3a";
 const AUTH_SECRET: &str = "status-page-auth-secret-91bc";
@@ -32,29 +38,19 @@ const ADMIN_SECRET: &str = "status-page-admin-secret-5e6f";
 /// The env var the agents read their registration token from.
 const TOKEN_ENV: &str = "SENTINEL_STATUS_TEST_TOKEN";
 
-const AGENTS_AND_ROUTES: &str = r#"
-agents {
-    agent "auth" {
-        agent-ids "auth-agent"
-        events "request_headers"
-        timeout-ms 2000
-        failure-mode "closed"
-    }
-    agent "waf" {
-        agent-ids "waf-*"
-        events "request_headers" "request_body"
-        timeout-ms 2000
-        failure-mode "closed"
-    }
+/// The auth agent, then the WAF, in front of everything; both fail closed.
+fn agents_and_routes() -> Policy {
+    let agent = |name: &str, ids: &str| {
+        Agent::new(name)
+            .agent_ids([ids])
+            .timeout(Duration::from_millis(2000))
+            .failure_mode(FailureMode::Closed)
+    };
+    Policy::new()
+        .agent(agent("auth", "auth-agent").events([Event::RequestHeaders]))
+        .agent(agent("waf", "waf-*").events([Event::RequestHeaders, Event::RequestBody]))
+        .route(Route::new("default", "backend").agents(["auth", "waf"]))
 }
-routes {
-    route "default" {
-        matches { path-prefix "/" }
-        upstream "backend"
-        agents "auth" "waf"
-    }
-}
-"#;
 
 /// The proxy with agent authentication on, its reverse listener also on TCP.
 struct World {
@@ -65,21 +61,24 @@ struct World {
     _dir: TempDir,
 }
 
-async fn world(admin_extra: &str) -> World {
+/// `admin_token_file`: the admin block's `token-file`, if any.
+async fn world(admin_token_file: Option<PathBuf>) -> World {
     let dir = tempfile::tempdir().expect("temp dir");
     let upstream = Upstream::start().await;
-    let tcp = free_port();
+    let token = |secret: &str| TokenSource::Value(secret.to_string());
     let extras = Extras {
-        reverse_listener: format!(
-            r#"tcp-address "{tcp}"
-    require-auth true
-    auth-token "waf-*" value="{WAF_SECRET}"
-    auth-token "auth-agent" value="{AUTH_SECRET}"
-    auth-token "echo-*" value="{ECHO_SECRET}""#
-        ),
-        admin: admin_extra.to_string(),
+        reverse_listener: ReverseListener::new()
+            .tcp_address(ANY_LOOPBACK)
+            .require_auth(true)
+            .auth_token("waf-*", token(WAF_SECRET))
+            .auth_token("auth-agent", token(AUTH_SECRET))
+            .auth_token("echo-*", token(ECHO_SECRET)),
+        admin_token_file,
     };
-    let proxy = Sentinel::start_with(dir.path(), &upstream, extras, AGENTS_AND_ROUTES).await;
+    let proxy = Sentinel::start_with(dir.path(), &upstream, extras, &agents_and_routes()).await;
+    let tcp = proxy
+        .agents_tcp
+        .expect("the reverse listener's TCP address is in the start line");
     let tokens_file = dir.path().join("tokens.json");
     std::fs::write(
         &tokens_file,
@@ -211,7 +210,7 @@ fn assert_no_secret(what: &str, text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_follows_agents_and_rejections_in_a_real_browser() {
     let started = Instant::now();
-    let world = world("").await;
+    let world = world(None).await;
     let admin = world.proxy.admin.address();
     let mut waf = world.waf("waf-1");
     let mut auth = world.auth_over_tcp();
@@ -407,7 +406,7 @@ async fn with_an_admin_token_every_endpoint_but_health_answers_401_without_it() 
     let dir = tempfile::tempdir().expect("temp dir");
     let token_file = dir.path().join("admin.token");
     std::fs::write(&token_file, format!("{ADMIN_SECRET}\n")).expect("write the token file");
-    let world = world(&format!(r#"token-file "{}""#, token_file.display())).await;
+    let world = world(Some(token_file.clone())).await;
     let admin = &world.proxy.admin;
 
     let bearer = format!("Bearer {ADMIN_SECRET}");
@@ -467,7 +466,7 @@ async fn with_an_admin_token_every_endpoint_but_health_answers_401_without_it() 
     std::fs::write(&token_file, format!("{rotated}\n")).expect("rewrite the token file");
     world.proxy.process.signal(libc::SIGHUP);
     let new_bearer = format!("Bearer {rotated}");
-    e2e_support::eventually("the rotated admin token", || async {
+    eventually("the rotated admin token", PATIENCE, || async {
         admin
             .get("/status.json", &[("authorization", &new_bearer)])
             .await
@@ -580,7 +579,7 @@ async fn the_grafana_dashboard_queries_only_metrics_that_metrics_exports() {
 
     // A real proxy with an agent that decided and a registration that was refused, so every
     // family also has samples.
-    let world = world("").await;
+    let world = world(None).await;
     let mut waf = world.waf("waf-1");
     let mut auth = world.auth_over_tcp();
     world
@@ -595,8 +594,8 @@ async fn the_grafana_dashboard_queries_only_metrics_that_metrics_exports() {
         WRONG_SECRET,
         &[],
     );
-    e2e_support::eventually("the refused registration", || async {
-        e2e_support::metric_sum(
+    eventually("the refused registration", PATIENCE, || async {
+        metric_sum(
             &world.proxy.metrics().await,
             "sentinel_agent_registrations_rejected_total",
             &[("code", "auth_failed")],
@@ -677,7 +676,7 @@ async fn demo_keep_running_serves_the_status_page_until_stopped() {
         serde_json::from_slice(&reply.body).expect("status.json is JSON")
     };
     let before = waf_decisions(&status(admin.get("/status.json", &[]).await));
-    e2e_support::eventually("the demo's trickle of traffic", || async {
+    eventually("the demo's trickle of traffic", PATIENCE, || async {
         waf_decisions(&status(admin.get("/status.json", &[]).await)) > before
     })
     .await;

@@ -12,36 +12,33 @@ use futures::StreamExt;
 use http_support::Upstream;
 use sentinel::app::RunningProxy;
 use sentinel_agent_protocol::*;
+use sentinel_test_support::config::{
+    Agent, Event, Listener, ProxyConfig, ReverseListener, Route, Upstream as UpstreamBlock,
+};
+use sentinel_test_support::ports::ANY_LOOPBACK;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_util::codec::Framed;
 
+/// The reverse listener in `dir`, one HTTP listener on port 0, the upstream `backend`, the WAF
+/// (routed only when `agents`), a 10 s `wait-for-agents` and a 5 s shutdown grace.
 fn config_text(dir: &std::path::Path, upstream: std::net::SocketAddr, agents: bool) -> String {
-    let route_agents = if agents { "agents \"waf\"" } else { "" };
-    format!(
-        r#"
-reverse-listener {{ path "{socket}" }}
-listeners {{ listener "http" {{ address "127.0.0.1:0" }} }}
-upstreams {{ upstream "backend" {{ target "{upstream}" }} }}
-agents {{
-    agent "waf" {{
-        agent-ids "waf-*"
-        events "request_headers"
-        timeout-ms 2000
-    }}
-}}
-routes {{
-    route "default" {{
-        matches {{ path-prefix "/" }}
-        upstream "backend"
-        {route_agents}
-    }}
-}}
-wait-for-agents "10s"
-shutdown-grace "5s"
-"#,
-        socket = dir.join("agents.sock").display(),
-    )
+    let route = Route::new("default", "backend");
+    let route = if agents { route.agents(["waf"]) } else { route };
+    ProxyConfig::new()
+        .reverse_listener(ReverseListener::unix(dir.join("agents.sock")))
+        .listener(Listener::new("http", ANY_LOOPBACK))
+        .upstream(UpstreamBlock::new("backend", upstream))
+        .agent(
+            Agent::new("waf")
+                .agent_ids(["waf-*"])
+                .events([Event::RequestHeaders])
+                .timeout(Duration::from_millis(2000)),
+        )
+        .route(route)
+        .wait_for_agents(Duration::from_secs(10))
+        .shutdown_grace(Duration::from_secs(5))
+        .render()
 }
 
 async fn start(agents: bool) -> (RunningProxy, Upstream, tempfile::TempDir) {

@@ -23,6 +23,8 @@ use sentinel::reverse::{ReverseTls, TlsFiles};
 use sentinel::transport::BoxedStream;
 use sentinel::Transport;
 use sentinel_agent_protocol::*;
+use sentinel_test_support::config::{Listener, ProxyConfig, ReverseListener, Route, Tls, Upstream};
+use sentinel_test_support::ports::ANY_LOOPBACK;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::codec::Framed;
@@ -284,32 +286,17 @@ async fn certificate_binding_is_checked_after_id_syntax_and_before_the_allowlist
 fn write_config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("sentinel.kdl");
     // Relative paths are resolved against the configuration file's directory.
-    std::fs::write(
-        &path,
-        r#"
-reverse-listener {
-    tcp-address "127.0.0.1:0"
-    tls {
-        cert-file "server.crt"
-        key-file "server.key"
-        client-ca-file "clients.crt"
-    }
-}
-listeners {
-    listener "http" { address "127.0.0.1:0" }
-}
-upstreams {
-    upstream "backend" { target "127.0.0.1:9" }
-}
-routes {
-    route "default" {
-        matches { path-prefix "/" }
-        upstream "backend"
-    }
-}
-"#,
-    )
-    .expect("write config");
+    ProxyConfig::new()
+        .reverse_listener(
+            ReverseListener::new()
+                .tcp_address(ANY_LOOPBACK)
+                .tls(Tls::new("server.crt", "server.key").client_ca_file("clients.crt")),
+        )
+        .listener(Listener::new("http", ANY_LOOPBACK))
+        .upstream(Upstream::new("backend", "127.0.0.1:9"))
+        .route(Route::new("default", "backend"))
+        .write_to(&path)
+        .expect("write config");
     path
 }
 

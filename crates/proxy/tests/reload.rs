@@ -76,7 +76,9 @@ async fn token_rotation_and_allowlist_changes_apply_on_reload() {
     );
     assert_eq!(code(&register(&socket, "auth-1", "new-secret").await), None);
 
-    std::fs::write(&file, "reverse-listener {").unwrap();
+    // The file cut off halfway (unclosed blocks), as an interrupted write would leave it.
+    let whole = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, &whole[..whole.len() / 2]).unwrap();
     let err = proxy.reload().expect_err("broken file refused");
     assert!(err.to_string().contains("sentinel.kdl:"), "{err}");
     assert_eq!(

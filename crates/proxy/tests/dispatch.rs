@@ -234,10 +234,9 @@ async fn timeout_sends_cancel_and_the_late_decision_is_dropped() {
     }
     agent.decide(Decision::allow(request_id_of(&event))).await;
     let pool = proxy.pool.clone();
-    eventually(
-        move || pool.get_health("waf-1").unwrap().counters.late_replies == 1,
-        "late reply counted",
-    )
+    eventually("late reply counted", CONDITION_TIMEOUT, move || {
+        std::future::ready(pool.get_health("waf-1").unwrap().counters.late_replies == 1)
+    })
     .await;
     let health = proxy.pool.get_health("waf-1").unwrap();
     assert_eq!((health.counters.timeouts, health.in_flight), (1, 0));
@@ -383,14 +382,13 @@ async fn agent_go_away_stops_new_requests_on_that_connection() {
         )
         .await;
     let pool = proxy.pool.clone();
-    eventually(
-        move || {
+    eventually("draining", CONDITION_TIMEOUT, move || {
+        std::future::ready({
             pool.snapshot()
                 .iter()
                 .any(|a| a.connections.iter().any(|c| c.draining))
-        },
-        "draining",
-    )
+        })
+    })
     .await;
     for _ in 0..5 {
         assert_ne!(proxy.pool.begin("waf").unwrap().assigned_id(), leaving_id);
@@ -489,12 +487,15 @@ async fn agent_go_away_closes_the_connection_after_its_grace_and_frees_the_slot(
     // The proxy has taken the GoAway in once it marks the connection draining.
     let pool = proxy.pool.clone();
     common::eventually(
-        move || {
-            pool.snapshot()
-                .iter()
-                .all(|a| a.connections.iter().all(|c| c.draining))
-        },
         "the connection to be marked draining",
+        common::CONDITION_TIMEOUT,
+        move || {
+            std::future::ready({
+                pool.snapshot()
+                    .iter()
+                    .all(|a| a.connections.iter().all(|c| c.draining))
+            })
+        },
     )
     .await;
     // Idle after the held request ends: the proxy closes, and the id may register again.

@@ -181,8 +181,9 @@ async fn shutdown_lets_in_flight_requests_finish_and_then_stops() {
     let url = h.url("/sleep/500");
     let in_flight = tokio::spawn(async move { get(&url).await });
     common::eventually(
-        || up.requests().len() == 1,
         "the request reaching the upstream",
+        common::CONDITION_TIMEOUT,
+        || std::future::ready(up.requests().len() == 1),
     )
     .await;
 

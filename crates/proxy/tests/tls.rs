@@ -187,8 +187,9 @@ async fn registration_over_tls_is_accepted_and_reported_as_tls() {
     );
     let stats = proxy.stats.clone();
     eventually(
-        move || stats.snapshot().tls_handshakes_failed == 1,
         "the failed TLS handshake to be counted",
+        CONDITION_TIMEOUT,
+        move || std::future::ready(stats.snapshot().tls_handshakes_failed == 1),
     )
     .await;
     assert_eq!(proxy.pool.connection_count(), 1);
@@ -211,8 +212,9 @@ async fn mutual_tls_refuses_clients_without_a_valid_certificate() {
 
     let stats = proxy.stats.clone();
     eventually(
-        move || stats.snapshot().tls_handshakes_failed == 2,
         "both failed TLS handshakes to be counted",
+        CONDITION_TIMEOUT,
+        move || std::future::ready(stats.snapshot().tls_handshakes_failed == 2),
     )
     .await;
     let snapshot = proxy.stats.snapshot();
@@ -418,11 +420,14 @@ async fn a_silent_tls_peer_neither_blocks_others_nor_outlives_the_handshake_time
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     let stats = proxy.stats.clone();
     eventually(
-        move || {
-            let now = stats.snapshot();
-            now.tls_handshakes_failed == 1 && now.pending_handshakes == 0
-        },
         "the timed-out TLS handshake to be counted and finished",
+        CONDITION_TIMEOUT,
+        move || {
+            std::future::ready({
+                let now = stats.snapshot();
+                now.tls_handshakes_failed == 1 && now.pending_handshakes == 0
+            })
+        },
     )
     .await;
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use sentinel_test_support::config::{
-    Admin, Agent, Listener, ProxyConfig, ReverseListener, Route, Upstream as UpstreamBlock,
+    Admin, Listener, ProxyConfig, ReverseListener, Upstream as UpstreamBlock,
 };
 use sentinel_test_support::ports::{SentinelAddresses, ANY_LOOPBACK};
 use sentinel_test_support::prometheus::metric_sum;
@@ -21,34 +21,8 @@ use serde_json::Value;
 use super::{agent_binary, sentinel_binary, Http, Process, Upstream, PATIENCE};
 
 /// The test's part of the configuration: its logical agents and routes (routes go to the
-/// fixture's upstream `backend`).
-#[derive(Debug, Clone, Default)]
-pub struct Policy {
-    agents: Vec<Agent>,
-    routes: Vec<Route>,
-}
-
-impl Policy {
-    /// No agents, no routes yet.
-    pub fn new() -> Policy {
-        Policy::default()
-    }
-    /// Adds a logical agent.
-    pub fn agent(mut self, agent: Agent) -> Self {
-        self.agents.push(agent);
-        self
-    }
-    /// Adds a route.
-    pub fn route(mut self, route: Route) -> Self {
-        self.routes.push(route);
-        self
-    }
-
-    fn apply(&self, config: ProxyConfig) -> ProxyConfig {
-        let config = self.agents.iter().cloned().fold(config, ProxyConfig::agent);
-        self.routes.iter().cloned().fold(config, ProxyConfig::route)
-    }
-}
+/// fixture's upstream `backend`), added to the fixture's base by [`config`].
+pub type Policy = ProxyConfig;
 
 /// Settings added to the fixture's `reverse-listener` and `admin` blocks.
 #[derive(Debug, Clone, Default)]
@@ -78,14 +52,13 @@ pub fn config(
         Some(file) => Admin::new(admin).token_file(file),
         None => Admin::new(admin),
     };
-    policy.apply(
-        ProxyConfig::new()
-            .reverse_listener(reverse)
-            .listener(Listener::new("http", http))
-            .upstream(UpstreamBlock::new("backend", upstream))
-            .admin(admin)
-            .shutdown_grace(Duration::from_secs(30)),
-    )
+    ProxyConfig::new()
+        .reverse_listener(reverse)
+        .listener(Listener::new("http", http))
+        .upstream(UpstreamBlock::new("backend", upstream))
+        .admin(admin)
+        .shutdown_grace(Duration::from_secs(30))
+        .extend(policy.clone())
 }
 
 /// The `sentinel` binary running on a configuration written by the test.

@@ -47,18 +47,11 @@ async fn blocks_by_rule_inspects_bodies_and_reloads_on_config_update() {
     )
     .unwrap();
     let unix = proxy.unix_addr();
-    let mut agent = AgentProcess::spawn(
+    let mut agent = AgentProcess::dial(
         BIN,
-        &[
-            "--connect",
-            &unix,
-            "--agent-id",
-            "waf-1",
-            "--connections",
-            "2",
-            "--rules",
-            rules.to_str().unwrap(),
-        ],
+        &unix,
+        "waf-1",
+        &["--connections", "2", "--rules", rules.to_str().unwrap()],
         &[],
     );
     proxy.wait_for_connections(2).await;
@@ -127,16 +120,11 @@ async fn a_broken_rules_file_stops_the_agent_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.json");
     std::fs::write(&rules, r#"[{"id": "bad", "pattern": "(unclosed"}]"#).unwrap();
-    let mut agent = AgentProcess::spawn(
+    let mut agent = AgentProcess::dial(
         BIN,
-        &[
-            "--connect",
-            "unix:/nonexistent.sock",
-            "--agent-id",
-            "waf-1",
-            "--rules",
-            rules.to_str().unwrap(),
-        ],
+        "unix:/nonexistent.sock",
+        "waf-1",
+        &["--rules", rules.to_str().unwrap()],
         &[],
     );
     let status = agent.wait(WAIT).await;

@@ -218,21 +218,32 @@ impl Drop for TestProxy {
     }
 }
 
-/// A RequestHeaders event (`has_body` false).
-pub fn request(method: &str, uri: &str, headers: &[(&str, &str)]) -> Event {
-    Event::RequestHeaders(RequestHeaders {
+/// Header pairs as the protocol carries them.
+pub fn header_pairs(headers: &[(&str, &str)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+/// A request's headers message: HTTP/1.1 from `127.0.0.1:40000` on route `default`, request
+/// id 0, no body; tests that need other values override fields with `..request_headers(…)`.
+pub fn request_headers(method: &str, uri: &str, headers: &[(&str, &str)]) -> RequestHeaders {
+    RequestHeaders {
         request_id: 0,
         method: method.into(),
         uri: uri.into(),
         version: "HTTP/1.1".into(),
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
+        headers: header_pairs(headers),
         client_addr: "127.0.0.1:40000".into(),
         route: "default".into(),
         has_body: false,
-    })
+    }
+}
+
+/// A RequestHeaders event (`has_body` false).
+pub fn request(method: &str, uri: &str, headers: &[(&str, &str)]) -> Event {
+    Event::RequestHeaders(request_headers(method, uri, headers))
 }
 
 /// A RequestHeaders event announcing a body.
@@ -261,10 +272,7 @@ pub fn response(status: u16, headers: &[(&str, &str)]) -> Event {
     Event::ResponseHeaders(ResponseHeaders {
         request_id: 0,
         status,
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
+        headers: header_pairs(headers),
         has_body: false,
     })
 }
@@ -287,6 +295,22 @@ impl AgentProcess {
         );
         let inner = Supervised::spawn(spec).unwrap_or_else(|e| panic!("{e}"));
         AgentProcess { inner }
+    }
+
+    /// Starts the agent binary `program` dialling `connect` (`unix:…`, `tcp:…`, `tls:…`) as
+    /// `agent_id`, with the further flags `extra` and environment `envs`.
+    pub fn dial(
+        program: &str,
+        connect: &str,
+        agent_id: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> AgentProcess {
+        let args: Vec<&str> = ["--connect", connect, "--agent-id", agent_id]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        AgentProcess::spawn(program, &args, envs)
     }
 
     /// Everything the agent logged so far (all of it once it has exited).

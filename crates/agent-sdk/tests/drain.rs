@@ -43,9 +43,7 @@ async fn proxy_go_away_lets_in_flight_finish_then_the_agent_reconnects() {
     );
     assert!(drain.await.unwrap());
 
-    let ended = running
-        .next_event(|e| matches!(e, RunnerEvent::Disconnected { .. }))
-        .await;
+    let (ended, _) = running.next_disconnect().await;
     assert!(
         matches!(&ended, RunnerEvent::Disconnected { reason: Disconnect::Drained, assigned_id, .. } if *assigned_id == old_id),
         "{ended:?}"
@@ -102,19 +100,8 @@ async fn shutdown_sends_go_away_and_finishes_in_flight_work() {
     );
     let events = &mut running;
     for _ in 0..2 {
-        let ended = events
-            .next_event(|e| matches!(e, RunnerEvent::Disconnected { .. }))
-            .await;
-        assert!(
-            matches!(
-                ended,
-                RunnerEvent::Disconnected {
-                    reason: Disconnect::Shutdown,
-                    ..
-                }
-            ),
-            "{ended:?}"
-        );
+        let (ended, reason) = events.next_disconnect().await;
+        assert!(matches!(reason, Disconnect::Shutdown), "{ended:?}");
     }
     proxy.wait_for_connections(0).await;
     assert_eq!(probe.aborted(), 0);

@@ -73,6 +73,16 @@ fn route(name: &str, prefix: &str, agents: &[&str]) -> Route {
         .agents(agents)
 }
 
+/// The agent `strict` (fails closed) on `/closed` and `lenient` (fails open) on `/open`, served
+/// by the agent ids matching `[strict_ids, lenient_ids]`, with `timeout_ms`.
+fn strict_and_lenient([strict_ids, lenient_ids]: [&str; 2], timeout_ms: u64) -> Policy {
+    Policy::new()
+        .agent(agent("strict", strict_ids, timeout_ms).failure_mode(FailureMode::Closed))
+        .agent(agent("lenient", lenient_ids, timeout_ms).failure_mode(FailureMode::Open))
+        .route(route("closed", "/closed", &["strict"]))
+        .route(route("open", "/open", &["lenient"]))
+}
+
 /// The events an inspecting WAF is consulted on.
 const HEADERS_AND_BODY: [Event; 2] = [Event::RequestHeaders, Event::RequestBody];
 
@@ -243,14 +253,7 @@ async fn body_inspection_blocks_xss_and_passes_clean_bodies_intact() {
 /// 503 without calling the upstream, and a `failure-mode "open"` agent lets its route proceed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_down_fails_closed_or_open_per_agent() {
-    let w = world(
-        Policy::new()
-            .agent(agent("strict", "strict-*", 2000).failure_mode(FailureMode::Closed))
-            .agent(agent("lenient", "lenient-*", 2000).failure_mode(FailureMode::Open))
-            .route(route("closed", "/closed", &["strict"]))
-            .route(route("open", "/open", &["lenient"])),
-    )
-    .await;
+    let w = world(strict_and_lenient(["strict-*", "lenient-*"], 2000)).await;
     assert_eq!(w.proxy.agents().await["agents"], serde_json::json!([]));
 
     let closed = w.proxy.http.get("/closed/x", &[]).await;
@@ -284,14 +287,7 @@ async fn agent_down_fails_closed_or_open_per_agent() {
 /// process is resumed (SIGCONT) both routes are served by it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hanging_agent_times_out_closed_or_open_and_recovers() {
-    let w = world(
-        Policy::new()
-            .agent(agent("strict", "echo-*", 1500).failure_mode(FailureMode::Closed))
-            .agent(agent("lenient", "echo-*", 1500).failure_mode(FailureMode::Open))
-            .route(route("closed", "/closed", &["strict"]))
-            .route(route("open", "/open", &["lenient"])),
-    )
-    .await;
+    let w = world(strict_and_lenient(["echo-*", "echo-*"], 1500)).await;
     let mut echo = w.proxy.agent("sentinel-echo-agent", "echo-1", 2, &[]);
     w.proxy
         .wait_for_agents(&mut [(&mut echo, "echo-1", 2)])

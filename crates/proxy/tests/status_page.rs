@@ -150,6 +150,18 @@ impl World {
         )
     }
 
+    /// The WAF `waf-1` over the Unix socket and the auth agent over TCP, registered, then
+    /// [`World::traffic`].
+    async fn agents_with_traffic(&self) -> (Process, Process) {
+        let mut waf = self.waf("waf-1");
+        let mut auth = self.auth_over_tcp();
+        self.proxy
+            .wait_for_agents(&mut [(&mut waf, "waf-1", 1), (&mut auth, "auth-agent", 1)])
+            .await;
+        self.traffic().await;
+        (waf, auth)
+    }
+
     /// A few requests through the proxy, so the agents have decisions and latencies.
     async fn traffic(&self) {
         let bearer = format!("Bearer {ALICE_TOKEN}");
@@ -212,13 +224,7 @@ async fn the_status_page_follows_agents_and_rejections_in_a_real_browser() {
     let started = Instant::now();
     let world = world(None).await;
     let admin = world.proxy.admin.address();
-    let mut waf = world.waf("waf-1");
-    let mut auth = world.auth_over_tcp();
-    world
-        .proxy
-        .wait_for_agents(&mut [(&mut waf, "waf-1", 1), (&mut auth, "auth-agent", 1)])
-        .await;
-    world.traffic().await;
+    let (waf, mut auth) = world.agents_with_traffic().await;
 
     // Without JavaScript: the first answer already holds the tables.
     let html = world.proxy.admin.get("/", &[]).await;
@@ -580,13 +586,7 @@ async fn the_grafana_dashboard_queries_only_metrics_that_metrics_exports() {
     // A real proxy with an agent that decided and a registration that was refused, so every
     // family also has samples.
     let world = world(None).await;
-    let mut waf = world.waf("waf-1");
-    let mut auth = world.auth_over_tcp();
-    world
-        .proxy
-        .wait_for_agents(&mut [(&mut waf, "waf-1", 1), (&mut auth, "auth-agent", 1)])
-        .await;
-    world.traffic().await;
+    let (_waf, _auth) = world.agents_with_traffic().await;
     let bad = world.agent(
         "sentinel-echo-agent",
         "echo-1",

@@ -224,6 +224,17 @@ impl<A> Running<A> {
             .expect("the expected runner event")
     }
 
+    /// A pushed configuration applied once, then recognised as unchanged `unchanged` times
+    /// (once for each further connection that received it).
+    pub async fn config_applied_then_unchanged(&mut self, unchanged: usize) {
+        self.next_event(|e| matches!(e, RunnerEvent::ConfigApplied))
+            .await;
+        for _ in 0..unchanged {
+            self.next_event(|e| matches!(e, RunnerEvent::ConfigUnchanged))
+                .await;
+        }
+    }
+
     /// The next `Disconnected` event (others are skipped) and its reason.
     pub async fn next_disconnect(&mut self) -> (RunnerEvent, Disconnect) {
         let event = self

@@ -83,6 +83,18 @@ fn strict_and_lenient([strict_ids, lenient_ids]: [&str; 2], timeout_ms: u64) -> 
         .route(route("open", "/open", &["lenient"]))
 }
 
+/// `reply` is the proxy's own 503, the upstream never asked.
+#[track_caller]
+fn assert_answered_by_the_proxy_with_503(reply: &e2e_support::Reply) {
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
+    assert!(!reply.by_upstream());
+}
+
 /// The events an inspecting WAF is consulted on.
 const HEADERS_AND_BODY: [Event; 2] = [Event::RequestHeaders, Event::RequestBody];
 
@@ -257,13 +269,7 @@ async fn agent_down_fails_closed_or_open_per_agent() {
     assert_eq!(w.proxy.agents().await["agents"], serde_json::json!([]));
 
     let closed = w.proxy.http.get("/closed/x", &[]).await;
-    assert_eq!(
-        closed.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        closed.text()
-    );
-    assert!(!closed.by_upstream());
+    assert_answered_by_the_proxy_with_503(&closed);
     assert_eq!(w.upstream.count(), 0);
 
     let open = w.proxy.http.get("/open/x", &[]).await;
@@ -301,13 +307,7 @@ async fn hanging_agent_times_out_closed_or_open_and_recovers() {
 
     echo.freeze().await;
     let (closed, open) = tokio::join!(http.get("/closed/hung", &[]), http.get("/open/hung", &[]));
-    assert_eq!(
-        closed.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        closed.text()
-    );
-    assert!(!closed.by_upstream());
+    assert_answered_by_the_proxy_with_503(&closed);
     assert_eq!(open.status, StatusCode::OK, "{}", open.text());
     assert!(open.upstream_saw("x-echo-agent").is_empty());
     assert_eq!(open.header("x-echo-agent"), None);

@@ -35,6 +35,14 @@ const AUTH_SECRET: &str = "status-page-auth-secret-91bc";
 const ECHO_SECRET: &str = "status-page-echo-secret-c2d4";
 const WRONG_SECRET: &str = "status-page-wrong-secret-0000";
 const ADMIN_SECRET: &str = "status-page-admin-secret-5e6f";
+/// Every admin page an operator reads (all but `/health`).
+const ADMIN_PAGES: [&str; 5] = [
+    "/",
+    "/status.json",
+    "/status/view.json",
+    "/agents",
+    "/metrics",
+];
 /// The env var the agents read their registration token from.
 const TOKEN_ENV: &str = "SENTINEL_STATUS_TEST_TOKEN";
 
@@ -389,13 +397,7 @@ async fn the_status_page_follows_agents_and_rejections_in_a_real_browser() {
     assert_eq!(json["listener"]["tcp_address"], world.tcp.to_string());
 
     // No secret anywhere an operator looks.
-    for path in [
-        "/",
-        "/status.json",
-        "/status/view.json",
-        "/agents",
-        "/metrics",
-    ] {
+    for path in ADMIN_PAGES {
         assert_no_secret(path, &world.proxy.admin.get(path, &[]).await.text());
     }
     assert_no_secret("sentinel status", &status);
@@ -421,13 +423,7 @@ async fn with_an_admin_token_every_endpoint_but_health_answers_401_without_it() 
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("operator:{ADMIN_SECRET}"))
     );
-    for path in [
-        "/",
-        "/status.json",
-        "/status/view.json",
-        "/agents",
-        "/metrics",
-    ] {
+    for path in ADMIN_PAGES {
         let refused = admin.get(path, &[]).await;
         assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{path}");
         let challenges: Vec<_> = refused

@@ -15,7 +15,7 @@ use sentinel_test_support::config::{
 };
 use sentinel_test_support::ports::{SentinelAddresses, ANY_LOOPBACK};
 use sentinel_test_support::prometheus::metric_sum;
-use sentinel_test_support::wait::eventually;
+use sentinel_test_support::wait::{eventually, try_wait_for, WaitError};
 use serde_json::Value;
 
 use super::{agent_binary, sentinel_binary, Http, Process, Upstream, PATIENCE};
@@ -228,35 +228,37 @@ impl Sentinel {
     /// many connections and the process's pid in its metadata. Panics with the agents' output
     /// if one exits or they do not register within [`PATIENCE`].
     pub async fn wait_for_agents(&self, agents: &mut [(&mut Process, &str, usize)]) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let listed = self.agents().await;
-            let ready = agents.iter().all(|(process, id, connections)| {
-                listed["agents"].as_array().into_iter().flatten().any(|a| {
-                    a["agent_id"] == *id
-                        && a["metadata"]["pid"] == process.pid()
-                        && a["connections"].as_array().map(Vec::len) == Some(*connections)
-                })
+        let expected: Vec<(i32, String, usize)> = agents
+            .iter()
+            .map(|(process, id, connections)| (process.pid(), id.to_string(), *connections))
+            .collect();
+        let expected = &expected;
+        let registered = try_wait_for("the agents to register", PATIENCE, || {
+            // An agent that exited and is not listed will never register: fail at once, with
+            // its output.
+            let exited = agents.iter_mut().find_map(|(process, id, _)| {
+                let gone = process.has_exited();
+                gone.then(|| format!("agent {id} exited before registering\n{}", process.output()))
             });
-            if ready {
-                return;
+            async move {
+                if all_listed(&self.agents().await, expected) {
+                    return Ok(true);
+                }
+                exited.map_or(Ok(false), Err)
             }
-            for (process, id, _) in agents.iter_mut() {
-                assert!(
-                    !process.has_exited(),
-                    "agent {id} exited before registering\n{}",
-                    process.output()
-                );
-            }
-            if tokio::time::Instant::now() > deadline {
+        });
+        match registered.await {
+            Ok(_) => {}
+            Err(WaitError::Failed { source, .. }) => panic!("{source}"),
+            Err(WaitError::TimedOut(timed_out)) => {
                 let outputs: Vec<String> = agents.iter().map(|(p, _, _)| p.output()).collect();
                 panic!(
-                    "the agents did not register within {PATIENCE:?}; /agents: {listed}\n{}\n{}",
+                    "{timed_out}; /agents: {}\n{}\n{}",
+                    self.agents().await,
                     outputs.join("\n"),
                     self.process.output()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 
@@ -275,4 +277,16 @@ impl Sentinel {
             &[("agent", agent)],
         )
     }
+}
+
+/// Whether `GET /agents` (`listed`) shows every `(pid, agent_id, connections)` of `expected`:
+/// that agent id, that process's pid in its metadata, exactly that many connections.
+fn all_listed(listed: &Value, expected: &[(i32, String, usize)]) -> bool {
+    expected.iter().all(|(pid, id, connections)| {
+        listed["agents"].as_array().into_iter().flatten().any(|a| {
+            a["agent_id"] == id.as_str()
+                && a["metadata"]["pid"] == *pid
+                && a["connections"].as_array().map(Vec::len) == Some(*connections)
+        })
+    })
 }

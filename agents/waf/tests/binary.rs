@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use sentinel_agent_sdk::protocol::{Action, Decision};
 use sentinel_agent_testkit::{
-    body_chunk, request, request_with_body, AgentProcess, AgentReply, LogicalAgent, TestProxy,
-    PATIENCE,
+    body_chunk, eventually, request, request_with_body, AgentProcess, AgentReply, LogicalAgent,
+    TestProxy, PATIENCE,
 };
 use serde_json::json;
 
@@ -93,14 +93,10 @@ async fn blocks_by_rule_inspects_bodies_and_reloads_on_config_update() {
         ),
         2
     );
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while blocked_by(&decide(&proxy, "/blocked-by-push").await) != Some("pushed-1") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the pushed rules never took effect"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the pushed rules to take effect", PATIENCE, || async {
+        blocked_by(&decide(&proxy, "/blocked-by-push").await) == Some("pushed-1")
+    })
+    .await;
     // The pushed set has no built-in rules: the SQL injection now passes, on every connection.
     for _ in 0..4 {
         assert_eq!(

@@ -16,6 +16,7 @@ use sentinel_test_support::config::{
     Agent, Event, Listener, ProxyConfig, ReverseListener, Route, Upstream as UpstreamBlock,
 };
 use sentinel_test_support::ports::ANY_LOOPBACK;
+use sentinel_test_support::wait::{eventually, try_wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_util::codec::Framed;
@@ -71,16 +72,16 @@ async fn listeners_refuse_connections_until_the_routed_agents_are_connected() {
     };
     let response = agent.register(RegistrationRequest::new("waf-1")).await;
     assert!(matches!(response, RegistrationResponse::Accepted { .. }));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
+    // Refused until it opens; any other error is a failure at once.
+    let opened = try_wait_for("the listener to open", Duration::from_secs(5), || async {
         match TcpStream::connect(http).await {
-            Ok(_) => break,
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("the listener did not open once the agent registered: {e}"),
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(false),
+            Err(e) => Err(e),
         }
+    });
+    if let Err(e) = opened.await {
+        panic!("the listener did not open once the agent registered: {e}");
     }
     drop(agent.framed.next());
     proxy.shutdown().await;
@@ -95,14 +96,11 @@ async fn a_connection_accepted_before_shutdown_is_answered_not_reset() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let shutdown = tokio::spawn(proxy.shutdown());
     // New connections are refused once shutdown began (waited for, not slept on).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while TcpStream::connect(http).await.is_ok() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "new connections are still accepted 5 s after shutdown began"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let refusing = "new connections to be refused after shutdown began";
+    eventually(refusing, Duration::from_secs(5), || async {
+        TcpStream::connect(http).await.is_err()
+    })
+    .await;
     early
         .write_all(b"GET /late HTTP/1.1\r\nhost: example.com\r\n\r\n")
         .await

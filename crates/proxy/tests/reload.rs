@@ -76,9 +76,12 @@ async fn token_rotation_and_allowlist_changes_apply_on_reload() {
     );
     assert_eq!(code(&register(&socket, "auth-1", "new-secret").await), None);
 
-    // The file cut off halfway (unclosed blocks), as an interrupted write would leave it.
+    // The file cut off after its first line (an unclosed block), as an interrupted write
+    // would leave it.
     let whole = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, &whole[..whole.len() / 2]).unwrap();
+    let first_line = whole.lines().next().unwrap();
+    assert!(first_line.ends_with('{'), "{first_line}");
+    std::fs::write(&file, first_line).unwrap();
     let err = proxy.reload().expect_err("broken file refused");
     assert!(err.to_string().contains("sentinel.kdl:"), "{err}");
     assert_eq!(

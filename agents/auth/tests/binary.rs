@@ -56,13 +56,11 @@ async fn registers_with_its_token_and_authenticates_requests() {
     )
     .unwrap();
     let tcp = proxy.tcp_addr();
-    let mut agent = AgentProcess::spawn(
+    let mut agent = AgentProcess::dial(
         BIN,
+        &tcp,
+        "auth-1",
         &[
-            "--connect",
-            &tcp,
-            "--agent-id",
-            "auth-1",
             "--auth-token-env",
             "AUTH_AGENT_TEST_TOKEN",
             "--connections",
@@ -122,16 +120,11 @@ async fn registers_with_its_token_and_authenticates_requests() {
 async fn a_wrong_registration_token_is_reported_without_being_logged() {
     let proxy = proxy().await;
     let unix = proxy.unix_addr();
-    let mut agent = AgentProcess::spawn(
+    let mut agent = AgentProcess::dial(
         BIN,
-        &[
-            "--connect",
-            &unix,
-            "--agent-id",
-            "auth-1",
-            "--auth-token-env",
-            "AUTH_AGENT_TEST_TOKEN",
-        ],
+        &unix,
+        "auth-1",
+        &["--auth-token-env", "AUTH_AGENT_TEST_TOKEN"],
         &[
             ("AUTH_AGENT_TEST_TOKEN", "not-the-token-4d2f"),
             ("RUST_LOG", "trace"),
@@ -160,16 +153,11 @@ async fn a_wrong_registration_token_is_reported_without_being_logged() {
 
 #[tokio::test]
 async fn a_missing_token_variable_stops_the_agent_with_its_name() {
-    let mut agent = AgentProcess::spawn(
+    let mut agent = AgentProcess::dial(
         BIN,
-        &[
-            "--connect",
-            "unix:/nonexistent.sock",
-            "--agent-id",
-            "auth-1",
-            "--auth-token-env",
-            "SURELY_UNSET_TOKEN_VAR_42",
-        ],
+        "unix:/nonexistent.sock",
+        "auth-1",
+        &["--auth-token-env", "SURELY_UNSET_TOKEN_VAR_42"],
         &[],
     );
     let status = agent.wait(WAIT).await;

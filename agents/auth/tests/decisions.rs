@@ -9,6 +9,7 @@
 use sentinel_agent_auth::{AuthAgent, AuthSettings};
 use sentinel_agent_sdk::prelude::*;
 use sentinel_agent_sdk::protocol::{Action, HeaderOp};
+use sentinel_agent_testkit::request_headers;
 use serde_json::json;
 
 const ALICE: &str = "alice-token-3f9c";
@@ -42,16 +43,8 @@ fn agent(dir: &tempfile::TempDir) -> AuthAgent {
 fn request(uri: &str, headers: &[(&str, &str)]) -> RequestHeaders {
     RequestHeaders {
         request_id: 1,
-        method: "GET".into(),
-        uri: uri.into(),
-        version: "HTTP/1.1".into(),
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
         client_addr: "203.0.113.9:4000".into(),
-        route: "default".into(),
-        has_body: false,
+        ..request_headers("GET", uri, headers)
     }
 }
 

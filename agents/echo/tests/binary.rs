@@ -21,18 +21,7 @@ fn set(name: &str, value: &str) -> HeaderOp {
 async fn marks_requests_and_drains_on_sigterm() {
     let proxy = TestProxy::start().await;
     let unix = proxy.unix_addr();
-    let mut agent = AgentProcess::spawn(
-        BIN,
-        &[
-            "--connect",
-            &unix,
-            "--agent-id",
-            "echo-1",
-            "--connections",
-            "2",
-        ],
-        &[],
-    );
+    let mut agent = AgentProcess::dial(BIN, &unix, "echo-1", &["--connections", "2"], &[]);
     proxy.wait_for_connections(2).await;
     let reply = proxy
         .send(
@@ -56,11 +45,7 @@ async fn marks_requests_and_drains_on_sigterm() {
 
 #[tokio::test]
 async fn a_tls_address_without_a_ca_bundle_is_refused_with_a_clear_message() {
-    let mut agent = AgentProcess::spawn(
-        BIN,
-        &["--connect", "tls:127.0.0.1:9443", "--agent-id", "echo-1"],
-        &[],
-    );
+    let mut agent = AgentProcess::dial(BIN, "tls:127.0.0.1:9443", "echo-1", &[], &[]);
     let status = agent.wait(Duration::from_secs(10)).await;
     let log = agent.log();
     assert!(!status.success());
@@ -90,13 +75,11 @@ async fn registers_over_mutual_tls_with_the_tls_flags() {
         .client(&["echo-1"], None)
         .write(dir.path(), "echo-1");
     let path = |p: &std::path::Path| p.display().to_string();
-    let mut agent = AgentProcess::spawn(
+    let mut agent = AgentProcess::dial(
         BIN,
+        &proxy.tls_addr(),
+        "echo-1",
         &[
-            "--connect",
-            &proxy.tls_addr(),
-            "--agent-id",
-            "echo-1",
             "--connections",
             "1",
             "--tls-ca",

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use sentinel_agent_sdk::protocol::{Action, Decision};
 use sentinel_agent_testkit::{
-    body_chunk, request, request_with_body, AgentProcess, AgentReply, LogicalAgent, TestProxy,
-    PATIENCE,
+    body_chunk, eventually, request, request_with_body, AgentProcess, AgentReply, LogicalAgent,
+    TestProxy, PATIENCE,
 };
 use serde_json::json;
 
@@ -51,18 +51,11 @@ async fn blocks_by_rule_inspects_bodies_and_reloads_on_config_update() {
     )
     .unwrap();
     let unix = proxy.unix_addr();
-    let mut agent = AgentProcess::spawn(
+    let mut agent = AgentProcess::dial(
         BIN,
-        &[
-            "--connect",
-            &unix,
-            "--agent-id",
-            "waf-1",
-            "--connections",
-            "2",
-            "--rules",
-            rules.to_str().unwrap(),
-        ],
+        &unix,
+        "waf-1",
+        &["--connections", "2", "--rules", rules.to_str().unwrap()],
         &[],
     );
     proxy.wait_for_connections(2).await;
@@ -104,14 +97,10 @@ async fn blocks_by_rule_inspects_bodies_and_reloads_on_config_update() {
         ),
         2
     );
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while blocked_by(&decide(&proxy, "/blocked-by-push").await) != Some("pushed-1") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the pushed rules never took effect"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the pushed rules to take effect", PATIENCE, || async {
+        blocked_by(&decide(&proxy, "/blocked-by-push").await) == Some("pushed-1")
+    })
+    .await;
     // The pushed set has no built-in rules: the SQL injection now passes, on every connection.
     for _ in 0..4 {
         assert_eq!(
@@ -131,16 +120,11 @@ async fn a_broken_rules_file_stops_the_agent_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.json");
     std::fs::write(&rules, r#"[{"id": "bad", "pattern": "(unclosed"}]"#).unwrap();
-    let mut agent = AgentProcess::spawn(
+    let mut agent = AgentProcess::dial(
         BIN,
-        &[
-            "--connect",
-            "unix:/nonexistent.sock",
-            "--agent-id",
-            "waf-1",
-            "--rules",
-            rules.to_str().unwrap(),
-        ],
+        "unix:/nonexistent.sock",
+        "waf-1",
+        &["--rules", rules.to_str().unwrap()],
         &[],
     );
     let status = agent.wait(WAIT).await;

@@ -10,24 +10,19 @@ use std::sync::Arc;
 
 use sentinel_agent_sdk::prelude::*;
 use sentinel_agent_sdk::protocol::Action;
+use sentinel_agent_testkit::request_headers;
 use sentinel_agent_waf::{RuleSource, Waf, WafSettings, BLOCK_BODY};
 use serde_json::json;
 
 type Headers<'a> = &'a [(&'a str, &'a str)];
 
 fn request(uri: &str, headers: &[(&str, &str)], has_body: bool) -> RequestHeaders {
+    let method = if has_body { "POST" } else { "GET" };
     RequestHeaders {
         request_id: 1,
-        method: if has_body { "POST" } else { "GET" }.into(),
-        uri: uri.into(),
-        version: "HTTP/1.1".into(),
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
         client_addr: "198.51.100.7:5000".into(),
-        route: "default".into(),
         has_body,
+        ..request_headers(method, uri, headers)
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use sentinel_agent_sdk::protocol::Action;
 use sentinel_agent_sdk::{Disconnect, RunnerEvent};
-use sentinel_agent_testkit::{eventually, request, AgentReply, DispatchError, TestProxy};
+use sentinel_agent_testkit::{eventually, request, AgentReply, DispatchError, TestProxy, PATIENCE};
 
 #[tokio::test]
 async fn proxy_go_away_lets_in_flight_finish_then_the_agent_reconnects() {
@@ -21,7 +21,10 @@ async fn proxy_go_away_lets_in_flight_finish_then_the_agent_reconnects() {
 
     let mut slow = proxy.pool.begin("agents").unwrap();
     let call = tokio::spawn(async move { slow.send(request("GET", "/slow", &[]), LONG).await });
-    eventually(|| probe.in_flight() == 1, "the slow request in the handler").await;
+    eventually("the slow request in the handler", PATIENCE, || {
+        std::future::ready(probe.in_flight() == 1)
+    })
+    .await;
 
     let pool = proxy.pool.clone();
     let drain_id = old_id.clone();
@@ -40,9 +43,7 @@ async fn proxy_go_away_lets_in_flight_finish_then_the_agent_reconnects() {
     );
     assert!(drain.await.unwrap());
 
-    let ended = running
-        .next_event(|e| matches!(e, RunnerEvent::Disconnected { .. }))
-        .await;
+    let (ended, _) = running.next_disconnect().await;
     assert!(
         matches!(&ended, RunnerEvent::Disconnected { reason: Disconnect::Drained, assigned_id, .. } if *assigned_id == old_id),
         "{ended:?}"
@@ -64,22 +65,24 @@ async fn shutdown_sends_go_away_and_finishes_in_flight_work() {
 
     let mut slow = proxy.pool.begin("agents").unwrap();
     let call = tokio::spawn(async move { slow.send(request("GET", "/slow", &[]), LONG).await });
-    eventually(|| probe.in_flight() == 1, "the slow request in the handler").await;
+    eventually("the slow request in the handler", PATIENCE, || {
+        std::future::ready(probe.in_flight() == 1)
+    })
+    .await;
 
     running.shutdown.cancel();
     // The idle connection goes away at once; the busy one announces GoAway (the proxy starts
     // nothing new on it) and waits for its request.
     proxy.wait_for_connections(1).await;
     let pool = proxy.pool.clone();
-    eventually(
-        || {
+    eventually("the busy connection draining", PATIENCE, || {
+        std::future::ready({
             pool.snapshot()
                 .iter()
                 .flat_map(|a| a.connections.iter())
                 .all(|c| c.draining)
-        },
-        "the busy connection draining",
-    )
+        })
+    })
     .await;
     assert!(matches!(
         proxy.pool.begin("agents"),
@@ -97,19 +100,8 @@ async fn shutdown_sends_go_away_and_finishes_in_flight_work() {
     );
     let events = &mut running;
     for _ in 0..2 {
-        let ended = events
-            .next_event(|e| matches!(e, RunnerEvent::Disconnected { .. }))
-            .await;
-        assert!(
-            matches!(
-                ended,
-                RunnerEvent::Disconnected {
-                    reason: Disconnect::Shutdown,
-                    ..
-                }
-            ),
-            "{ended:?}"
-        );
+        let (ended, reason) = events.next_disconnect().await;
+        assert!(matches!(reason, Disconnect::Shutdown), "{ended:?}");
     }
     proxy.wait_for_connections(0).await;
     assert_eq!(probe.aborted(), 0);
@@ -128,7 +120,10 @@ async fn the_grace_period_bounds_shutdown_when_a_handler_never_ends() {
 
     let mut stuck = proxy.pool.begin("agents").unwrap();
     let call = tokio::spawn(async move { stuck.send(request("GET", "/stuck", &[]), LONG).await });
-    eventually(|| probe.in_flight() == 1, "the stuck handler running").await;
+    eventually("the stuck handler running", PATIENCE, || {
+        std::future::ready(probe.in_flight() == 1)
+    })
+    .await;
 
     let stopping = Instant::now();
     running.stop_within(Duration::from_secs(5)).await;
@@ -136,7 +131,10 @@ async fn the_grace_period_bounds_shutdown_when_a_handler_never_ends() {
         stopping.elapsed() >= grace,
         "shutdown waited for the grace period"
     );
-    eventually(|| probe.aborted() == 1, "the stuck handler stopped").await;
+    eventually("the stuck handler stopped", PATIENCE, || {
+        std::future::ready(probe.aborted() == 1)
+    })
+    .await;
     let outcome = call.await.unwrap();
     assert!(
         matches!(outcome, Err(DispatchError::ConnectionLost(_))),

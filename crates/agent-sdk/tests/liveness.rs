@@ -104,19 +104,8 @@ async fn answers_ping_and_replaces_a_silent_proxy() {
         silent_since.elapsed() >= heartbeat * 3,
         "not before 3 intervals of silence"
     );
-    let ended = running
-        .next_event(|e| matches!(e, RunnerEvent::Disconnected { .. }))
-        .await;
-    assert!(
-        matches!(
-            ended,
-            RunnerEvent::Disconnected {
-                reason: Disconnect::Silent(_),
-                ..
-            }
-        ),
-        "{ended:?}"
-    );
+    let (ended, reason) = running.next_disconnect().await;
+    assert!(matches!(reason, Disconnect::Silent(_)), "{ended:?}");
     let mut second = proxy.accept(0).await;
     ping_pong(&mut second, 6).await;
 }
@@ -152,9 +141,7 @@ async fn repeated_undecodable_frames_force_a_reconnect_single_ones_do_not() {
         recv(&mut peer).await.is_none(),
         "the agent closes the connection"
     );
-    let ended = running
-        .next_event(|e| matches!(e, RunnerEvent::Disconnected { .. }))
-        .await;
+    let (ended, _) = running.next_disconnect().await;
     assert!(
         matches!(&ended, RunnerEvent::Disconnected { reason: Disconnect::Protocol(why), .. } if why.contains("3 undecodable frames")),
         "{ended:?}"

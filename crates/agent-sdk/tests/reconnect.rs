@@ -23,19 +23,8 @@ async fn back_in_the_pool_within_the_backoff_bound_after_the_proxy_restarts() {
 
     proxy.stop(Duration::from_secs(1)).await;
     // The agents were told to go away, then lost the proxy.
-    let ended = running
-        .next_event(|e| matches!(e, RunnerEvent::Disconnected { .. }))
-        .await;
-    assert!(
-        matches!(
-            ended,
-            RunnerEvent::Disconnected {
-                reason: Disconnect::Drained,
-                ..
-            }
-        ),
-        "{ended:?}"
-    );
+    let (ended, reason) = running.next_disconnect().await;
+    assert!(matches!(reason, Disconnect::Drained), "{ended:?}");
     // While the proxy is down every attempt fails, and the slots keep trying.
     for _ in 0..4 {
         running

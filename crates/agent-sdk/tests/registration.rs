@@ -53,14 +53,7 @@ async fn registers_over_unix_and_tcp_with_metadata_and_pushed_config() {
     assert!(agent.connections.iter().all(|c| c.max_in_flight == 100));
 
     // The pushed config reached on_config once, not once per connection.
-    running
-        .next_event(|e| matches!(e, RunnerEvent::ConfigApplied))
-        .await;
-    for _ in 0..3 {
-        running
-            .next_event(|e| matches!(e, RunnerEvent::ConfigUnchanged))
-            .await;
-    }
+    running.config_applied_then_unchanged(3).await;
     assert_eq!(running.agent.configs(), [json!({"rules_version": "3.4.0"})]);
 
     let reply = proxy
@@ -90,14 +83,7 @@ async fn config_updates_reach_on_config_once_per_change() {
     proxy.wait_for_connections(3).await;
     let probe = running.agent.clone();
     // At registration: applied once, recognised as unchanged on the other two connections.
-    running
-        .next_event(|e| matches!(e, RunnerEvent::ConfigApplied))
-        .await;
-    for _ in 0..2 {
-        running
-            .next_event(|e| matches!(e, RunnerEvent::ConfigUnchanged))
-            .await;
-    }
+    running.config_applied_then_unchanged(2).await;
     assert_eq!(probe.configs(), [json!({"rules_version": "3.4.0"})]);
 
     // Each update reaches all three connections; it is applied once, the other two copies
@@ -106,14 +92,7 @@ async fn config_updates_reach_on_config_once_per_change() {
         proxy.push_config("waf", json!({"rules_version": "3.5.0"})),
         3
     );
-    running
-        .next_event(|e| matches!(e, RunnerEvent::ConfigApplied))
-        .await;
-    for _ in 0..2 {
-        running
-            .next_event(|e| matches!(e, RunnerEvent::ConfigUnchanged))
-            .await;
-    }
+    running.config_applied_then_unchanged(2).await;
     // A refused config is reported and does not stop the agent.
     assert_eq!(proxy.push_config("waf", json!({"reject": true})), 3);
     let refused = running

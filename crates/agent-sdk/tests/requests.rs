@@ -11,6 +11,7 @@ use common::*;
 use sentinel_agent_sdk::protocol::Action;
 use sentinel_agent_testkit::{
     body_chunk, eventually, request, request_with_body, AgentReply, DispatchError, TestProxy,
+    PATIENCE,
 };
 
 fn is_allow(reply: &Result<AgentReply, DispatchError>) -> bool {
@@ -36,7 +37,10 @@ async fn events_on_one_connection_are_processed_concurrently() {
         }));
     }
     // All five are inside the handler at the same time, on the single connection.
-    eventually(|| probe.in_flight() == 5, "5 handlers running at once").await;
+    eventually("5 handlers running at once", PATIENCE, || {
+        std::future::ready(probe.in_flight() == 5)
+    })
+    .await;
     probe.open_gate();
     for call in calls {
         let reply = call.await.unwrap();
@@ -69,8 +73,14 @@ async fn cancel_stops_the_running_handler_and_frees_its_slot() {
         matches!(outcome, Err(DispatchError::Timeout { .. })),
         "{outcome:?}"
     );
-    eventually(|| probe.aborted() == 1, "the stuck handler aborted").await;
-    eventually(|| probe.cancels().len() == 1, "on_cancel called").await;
+    eventually("the stuck handler aborted", PATIENCE, || {
+        std::future::ready(probe.aborted() == 1)
+    })
+    .await;
+    eventually("on_cancel called", PATIENCE, || {
+        std::future::ready(probe.cancels().len() == 1)
+    })
+    .await;
     let cancel = &probe.cancels()[0];
     assert_eq!(cancel.reason, "timeout");
     assert!(cancel.connection_id.starts_with("waf-1-conn-"));
@@ -95,7 +105,10 @@ async fn cancel_all_stops_every_handler() {
                 .await
         }));
     }
-    eventually(|| probe.in_flight() == 3, "3 handlers running").await;
+    eventually("3 handlers running", PATIENCE, || {
+        std::future::ready(probe.in_flight() == 3)
+    })
+    .await;
     proxy.pool.cancel_all("operator");
     for call in calls {
         let outcome = call.await.unwrap();
@@ -104,8 +117,14 @@ async fn cancel_all_stops_every_handler() {
             "{outcome:?}"
         );
     }
-    eventually(|| probe.aborted() == 3, "every handler aborted").await;
-    eventually(|| probe.cancels().len() == 3, "on_cancel for each").await;
+    eventually("every handler aborted", PATIENCE, || {
+        std::future::ready(probe.aborted() == 3)
+    })
+    .await;
+    eventually("on_cancel for each", PATIENCE, || {
+        std::future::ready(probe.cancels().len() == 3)
+    })
+    .await;
     assert!(probe.cancels().iter().all(|c| c.reason == "operator"));
     let reply = proxy.send("agents", request("GET", "/", &[]), LONG).await;
     assert!(is_allow(&reply), "the connection still serves: {reply:?}");

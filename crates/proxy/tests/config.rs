@@ -14,20 +14,28 @@ mod pki;
 
 use pki::TestCa;
 use sentinel::config::{self, BodyOverflow, FailureMode};
+use sentinel_test_support::config::{Node, ProxyConfig, ReverseListener, Tls, TokenSource};
 use serde_json::json;
 
-const ORIGINAL_REVERSE_LISTENER: &str = r#"reverse-listener {
-    path "/var/run/sentinel/agents.sock"
-    max-connections-per-agent 4
-    handshake-timeout "10s"
-    // Optional: TCP listener for remote agents
-    // tcp-address "0.0.0.0:9090"
-    // Security settings
-    require-auth true
-    allowed-agents "waf-*" "auth-agent"
-    auth-token "waf-*" value="only-for-tests"
+/// The first `reverse-listener` example of docs/configuration.md, exactly as documented
+/// (comments, KDL v1 boolean), with its token given inline instead of from the environment.
+fn documented_reverse_listener() -> String {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+    let text = std::fs::read_to_string(&docs).expect("docs/configuration.md");
+    let start = text
+        .find("```kdl\nreverse-listener")
+        .expect("a reverse-listener example in docs/configuration.md")
+        + "```kdl\n".len();
+    let length = text[start..].find("```").expect("the example ends");
+    text[start..start + length].replace("env=\"SENTINEL_WAF_TOKEN\"", "value=\"only-for-tests\"")
 }
-"#;
+
+/// `block` rendered by the builder, then [`REST`]: the block opens on line 1, so its n-th
+/// directive is on line n + 1.
+fn with_rest(block: ReverseListener) -> String {
+    let rendered = ProxyConfig::new().reverse_listener(block).render();
+    format!("{rendered}{REST}")
+}
 
 const REST: &str = r#"
 listeners {
@@ -63,7 +71,7 @@ fn parse(text: &str) -> Result<config::Config, config::ConfigError> {
 
 #[test]
 fn the_original_blocks_parse_exactly_as_written() {
-    let config = parse(&format!("{ORIGINAL_REVERSE_LISTENER}{REST}")).expect("valid");
+    let config = parse(&format!("{}{REST}", documented_reverse_listener())).expect("valid");
     let reverse = config.reverse_listener.as_ref().expect("reverse listener");
     assert_eq!(
         reverse.path.as_deref(),
@@ -103,17 +111,19 @@ fn the_original_blocks_parse_exactly_as_written() {
 
 #[test]
 fn kdl_v2_booleans_are_accepted_too() {
-    let v2 = ORIGINAL_REVERSE_LISTENER.replace("require-auth true", "require-auth #true");
+    let v1 = documented_reverse_listener();
+    assert!(
+        v1.contains("require-auth true"),
+        "the documented example is KDL v1"
+    );
+    let v2 = v1.replace("require-auth true", "require-auth #true");
     let config = parse(&format!("{v2}{REST}")).expect("valid v2");
     assert!(config.reverse_listener.unwrap().require_auth);
 }
 
 #[test]
 fn defaults_follow_the_protocol() {
-    let config = parse(&format!(
-        "reverse-listener {{\n    path \"/tmp/a.sock\"\n}}\n{REST}"
-    ))
-    .unwrap();
+    let config = parse(&with_rest(ReverseListener::unix("/tmp/a.sock"))).unwrap();
     let reverse = config.reverse_listener.unwrap();
     assert_eq!(reverse.handshake_timeout, Duration::from_secs(10));
     assert_eq!(reverse.max_connections_per_agent, 4);
@@ -122,7 +132,8 @@ fn defaults_follow_the_protocol() {
     assert_eq!(config.shutdown_grace, Duration::from_secs(30));
     assert_eq!(config.wait_for_agents, Duration::ZERO, "listen at once");
     let waiting = parse(&format!(
-        "reverse-listener {{\n    path \"/tmp/a.sock\"\n}}\n{REST}\nwait-for-agents \"15s\"\n"
+        "{}\nwait-for-agents \"15s\"\n",
+        with_rest(ReverseListener::unix("/tmp/a.sock"))
     ))
     .unwrap();
     assert_eq!(waiting.wait_for_agents, Duration::from_secs(15));
@@ -158,8 +169,13 @@ fn nested_pushed_config_becomes_json() {
 
 #[test]
 fn token_sources_load_and_missing_env_is_reported_without_secrets() {
-    let text = format!(
-        "reverse-listener {{\n    path \"/tmp/a.sock\"\n    require-auth true\n    auth-token \"waf-*\" env=\"SENTINEL_CONFIG_TEST_SURELY_UNSET\"\n}}\n{REST}"
+    let text = with_rest(
+        ReverseListener::unix("/tmp/a.sock")
+            .require_auth(true)
+            .auth_token(
+                "waf-*",
+                TokenSource::Env("SENTINEL_CONFIG_TEST_SURELY_UNSET".into()),
+            ),
     );
     let err = parse(&text).unwrap_err();
     assert_eq!((err.line, err.column), (4, 5), "{err}");
@@ -249,12 +265,19 @@ fn tls_block_loads_certificates_relative_to_the_file_and_reports_bad_ones() {
     ca.server(&["proxy.test"]).write(dir.path(), "agents");
     ca.write(dir.path(), "agent-ca");
     let file = dir.path().join("sentinel.kdl");
-    let block = |tls: &str| {
-        format!("reverse-listener {{\n    tcp-address \"0.0.0.0:9090\"\n    tls {{\n{tls}    }}\n}}\n{REST}")
+    let remote = || ReverseListener::new().tcp_address("0.0.0.0:9090");
+    let block = |tls: Tls| with_rest(remote().tls(tls));
+    // What the builder has no method for (a missing key file, an unknown directive) is
+    // written as raw nodes, one per line like the rest.
+    let raw_tls = |directives: &[(&str, &str)]| {
+        let tls = directives
+            .iter()
+            .fold(Node::new("tls"), |tls, (name, value)| {
+                tls.child(Node::new(*name).arg(*value))
+            });
+        with_rest(remote().raw(tls))
     };
-    let full = block(
-        "        cert-file \"agents.crt\"\n        key-file \"agents.key\"\n        client-ca-file \"agent-ca.crt\"   // mutual TLS\n",
-    );
+    let full = block(Tls::new("agents.crt", "agents.key").client_ca_file("agent-ca.crt"));
     let config = config::parse(&full, &file).expect("valid TLS block");
     let tls = config.reverse_listener.unwrap().tls.expect("tls");
     assert_eq!(tls.files().cert_file, dir.path().join("agents.crt"));
@@ -264,7 +287,7 @@ fn tls_block_loads_certificates_relative_to_the_file_and_reports_bad_ones() {
         Some(dir.path().join("agent-ca.crt").as_path())
     );
     assert!(tls.is_mutual());
-    let server_only = block("        cert-file \"agents.crt\"\n        key-file \"agents.key\"\n");
+    let server_only = block(Tls::new("agents.crt", "agents.key"));
     assert!(!config::parse(&server_only, &file)
         .unwrap()
         .reverse_listener
@@ -277,32 +300,38 @@ fn tls_block_loads_certificates_relative_to_the_file_and_reports_bad_ones() {
     std::fs::write(dir.path().join("not-a-key.pem"), "hello").unwrap();
     let cases = [
         (
-            block("        cert-file \"missing.crt\"\n        key-file \"agents.key\"\n"),
+            block(Tls::new("missing.crt", "agents.key")),
             4,
             "cannot read cert-file",
         ),
         (
-            block("        cert-file \"agents.crt\"\n        key-file \"not-a-key.pem\"\n"),
+            block(Tls::new("agents.crt", "not-a-key.pem")),
             5,
             "holds no PEM private key",
         ),
         (
-            block("        cert-file \"agents.crt\"\n        key-file \"agents.key\"\n        client-ca-file \"not-a-key.pem\"\n"),
+            block(Tls::new("agents.crt", "agents.key").client_ca_file("not-a-key.pem")),
             6,
             "holds no PEM certificate",
         ),
         (
-            block("        cert-file \"agents.crt\"\n"),
+            raw_tls(&[("cert-file", "agents.crt")]),
             3,
             "needs both `cert-file` and `key-file`",
         ),
         (
-            block("        cert-file \"agents.crt\"\n        key-file \"agents.key\"\n        ciphers \"all\"\n"),
+            raw_tls(&[
+                ("cert-file", "agents.crt"),
+                ("key-file", "agents.key"),
+                ("ciphers", "all"),
+            ]),
             6,
             "unknown directive `ciphers` in tls",
         ),
         (
-            format!("reverse-listener {{\n    path \"/run/a.sock\"\n    tls {{\n        cert-file \"agents.crt\"\n        key-file \"agents.key\"\n    }}\n}}\n{REST}"),
+            with_rest(
+                ReverseListener::unix("/run/a.sock").tls(Tls::new("agents.crt", "agents.key")),
+            ),
             3,
             "add a `tcp-address`",
         ),
@@ -318,7 +347,7 @@ fn tls_block_loads_certificates_relative_to_the_file_and_reports_bad_ones() {
     // Key material never appears in an error.
     let key = std::fs::read_to_string(dir.path().join("agents.key")).unwrap();
     std::fs::write(dir.path().join("key-as-cert.pem"), &key).unwrap();
-    let text = block("        cert-file \"key-as-cert.pem\"\n        key-file \"agents.key\"\n");
+    let text = block(Tls::new("key-as-cert.pem", "agents.key"));
     let err = config::parse(&text, &file).unwrap_err();
     let body = key.lines().nth(1).unwrap();
     assert!(!err.to_string().contains(body), "{err}");
@@ -326,45 +355,50 @@ fn tls_block_loads_certificates_relative_to_the_file_and_reports_bad_ones() {
 
 #[test]
 fn allowed_uids_and_gids_parse_and_need_the_unix_socket() {
-    let text = format!("reverse-listener {{\n    path \"/run/a.sock\"\n    allowed-uids 0 1000\n    allowed-gids 50\n}}\n{REST}");
+    let text = with_rest(
+        ReverseListener::unix("/run/a.sock")
+            .allowed_uids([0, 1000])
+            .allowed_gids([50]),
+    );
     let reverse = parse(&text).unwrap().reverse_listener.unwrap();
     assert_eq!(reverse.peer_filter.allowed_uids, Some(vec![0, 1000]));
     assert_eq!(reverse.peer_filter.allowed_gids, Some(vec![50]));
     assert_eq!(
-        parse(&format!(
-            "reverse-listener {{\n    path \"/run/a.sock\"\n}}\n{REST}"
-        ))
-        .unwrap()
-        .reverse_listener
-        .unwrap()
-        .peer_filter,
+        parse(&with_rest(ReverseListener::unix("/run/a.sock")))
+            .unwrap()
+            .reverse_listener
+            .unwrap()
+            .peer_filter,
         Default::default(),
         "no lists by default"
     );
+    let unix = || ReverseListener::unix("/run/a.sock");
     let cases = [
         (
-            "    path \"/run/a.sock\"\n    allowed-uids \"root\"\n",
+            unix().raw(Node::new("allowed-uids").arg("root")),
             3,
             "takes numeric ids",
         ),
         (
-            "    path \"/run/a.sock\"\n    allowed-gids -1\n",
+            unix().raw(Node::new("allowed-gids").arg(-1)),
             3,
             "takes numeric ids",
         ),
         (
-            "    path \"/run/a.sock\"\n    allowed-uids\n",
+            unix().raw(Node::new("allowed-uids")),
             3,
             "one or more numeric ids",
         ),
         (
-            "    tcp-address \"0.0.0.0:9090\"\n    allowed-uids 1000\n",
+            ReverseListener::new()
+                .tcp_address("0.0.0.0:9090")
+                .allowed_uids([1000]),
             1,
             "apply to the Unix socket: add a `path`",
         ),
     ];
-    for (body, line, expected) in cases {
-        let err = parse(&format!("reverse-listener {{\n{body}}}\n{REST}")).expect_err(expected);
+    for (block, line, expected) in cases {
+        let err = parse(&with_rest(block)).expect_err(expected);
         assert!(
             err.message.contains(expected),
             "expected {expected:?}: {err}"
@@ -392,19 +426,26 @@ fn absurd_durations_are_refused_before_they_can_overflow_a_deadline() {
 
 #[test]
 fn agent_connection_cap_and_failed_registration_throttle_parse() {
-    let text = REST.to_string()
-        + r#"reverse-listener {
-    path "/run/a.sock"
-    max-agent-connections 200
-    failed-registrations {
-        limit 5
-        window "2m"
-        block "10m"
-        delay "50ms"
-        max-delay "2s"
-    }
-}
-"#;
+    // The durations are written with the units an operator would use ("2m", "10m"), which
+    // the builder (milliseconds) would not exercise.
+    let durations = [
+        ("window", "2m"),
+        ("block", "10m"),
+        ("delay", "50ms"),
+        ("max-delay", "2s"),
+    ];
+    let throttle = durations.iter().fold(
+        Node::new("failed-registrations").child(Node::new("limit").arg(5)),
+        |block, (name, value)| block.child(Node::new(*name).arg(*value)),
+    );
+    let after_rest = |block: ReverseListener| {
+        REST.to_string() + &ProxyConfig::new().reverse_listener(block).render()
+    };
+    let text = after_rest(
+        ReverseListener::unix("/run/a.sock")
+            .max_agent_connections(200)
+            .raw(throttle),
+    );
     let reverse = parse(&text).unwrap().reverse_listener.unwrap();
     assert_eq!(reverse.max_agent_connections, 200);
     let throttle = reverse.failed_registrations;
@@ -417,15 +458,17 @@ fn agent_connection_cap_and_failed_registration_throttle_parse() {
         (Duration::from_millis(50), Duration::from_secs(2))
     );
 
-    let defaults = parse(&(REST.to_string() + "reverse-listener { path \"/run/a.sock\" }\n"))
+    let defaults = parse(&after_rest(ReverseListener::unix("/run/a.sock")))
         .unwrap()
         .reverse_listener
         .unwrap();
     assert_eq!(defaults.max_agent_connections, 1024);
     assert_eq!(defaults.failed_registrations.limit, 10);
 
-    let typo = REST.to_string()
-        + "reverse-listener {\n    path \"/run/a.sock\"\n    failed-registrations { limt 5 }\n}\n";
+    let typo = after_rest(
+        ReverseListener::unix("/run/a.sock")
+            .raw(Node::new("failed-registrations").child(Node::new("limt").arg(5))),
+    );
     let error = parse(&typo).unwrap_err().to_string();
     assert!(error.contains("limt") && error.contains("limit"), "{error}");
 }
@@ -433,7 +476,7 @@ fn agent_connection_cap_and_failed_registration_throttle_parse() {
 #[test]
 fn admin_binds_loopback_by_default_and_loads_its_token_file_without_showing_it() {
     let dir = tempfile::tempdir().unwrap();
-    let base = format!("{ORIGINAL_REVERSE_LISTENER}{REST}");
+    let base = format!("{}{REST}", documented_reverse_listener());
     let without_admin = &base[..base.find("admin {").expect("REST ends with admin")];
 
     let config = parse(&format!("{without_admin}admin {{ }}\n")).unwrap();

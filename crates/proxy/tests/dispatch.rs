@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use sentinel::pool::PoolSettings;
-use sentinel::{AgentReply, DispatchError, LogicalAgent};
+use sentinel::{AgentReply, AgentRequest, DispatchError, LogicalAgent};
 use sentinel_agent_protocol::*;
 use serde_json::json;
 
@@ -16,6 +16,16 @@ const LONG: Duration = Duration::from_secs(30);
 
 fn request_id_of(message: &Message) -> u64 {
     message.request_id().expect("an event with a request_id")
+}
+
+/// A proxy with `waf-1` registered over the Unix socket, and a request to `waf` begun (on
+/// that agent's only connection).
+async fn one_agent_and_a_request() -> (Proxy, TestAgent, AgentRequest) {
+    let proxy = Proxy::start().await;
+    let (agent, _) = proxy.register(Via::Uds, "waf-1").await;
+    proxy.wait_for_connections(1).await;
+    let request = proxy.pool.begin("waf").unwrap();
+    (proxy, agent, request)
 }
 
 #[tokio::test]
@@ -76,10 +86,7 @@ async fn decisions_are_correlated_by_request_id_in_both_encodings() {
 
 #[tokio::test]
 async fn request_error_is_returned_to_the_caller() {
-    let proxy = Proxy::start().await;
-    let (mut agent, _) = proxy.register(Via::Uds, "waf-1").await;
-    proxy.wait_for_connections(1).await;
-    let mut request = proxy.pool.begin("waf").unwrap();
+    let (proxy, mut agent, mut request) = one_agent_and_a_request().await;
     let call = tokio::spawn(async move { request.send(headers_event("/"), LONG).await });
     let event = agent.recv_event().await.unwrap();
     agent
@@ -234,10 +241,9 @@ async fn timeout_sends_cancel_and_the_late_decision_is_dropped() {
     }
     agent.decide(Decision::allow(request_id_of(&event))).await;
     let pool = proxy.pool.clone();
-    eventually(
-        move || pool.get_health("waf-1").unwrap().counters.late_replies == 1,
-        "late reply counted",
-    )
+    eventually("late reply counted", CONDITION_TIMEOUT, move || {
+        std::future::ready(pool.get_health("waf-1").unwrap().counters.late_replies == 1)
+    })
     .await;
     let health = proxy.pool.get_health("waf-1").unwrap();
     assert_eq!((health.counters.timeouts, health.in_flight), (1, 0));
@@ -245,10 +251,7 @@ async fn timeout_sends_cancel_and_the_late_decision_is_dropped() {
 
 #[tokio::test]
 async fn dropping_a_waiting_request_sends_cancel() {
-    let proxy = Proxy::start().await;
-    let (mut agent, _) = proxy.register(Via::Uds, "waf-1").await;
-    proxy.wait_for_connections(1).await;
-    let mut request = proxy.pool.begin("waf").unwrap();
+    let (_proxy, mut agent, mut request) = one_agent_and_a_request().await;
     let call = tokio::spawn(async move { request.send(headers_event("/"), LONG).await });
     let event = agent.recv_event().await.unwrap();
     call.abort(); // the client went away
@@ -263,10 +266,7 @@ async fn dropping_a_waiting_request_sends_cancel() {
 
 #[tokio::test]
 async fn cancel_all_reaches_every_connection_and_fails_waiters() {
-    let proxy = Proxy::start().await;
-    let (mut agent, _) = proxy.register(Via::Uds, "waf-1").await;
-    proxy.wait_for_connections(1).await;
-    let mut request = proxy.pool.begin("waf").unwrap();
+    let (proxy, mut agent, mut request) = one_agent_and_a_request().await;
     let call = tokio::spawn(async move { request.send(headers_event("/"), LONG).await });
     agent.recv_event().await.unwrap();
     proxy.pool.cancel_all("operator");
@@ -383,14 +383,13 @@ async fn agent_go_away_stops_new_requests_on_that_connection() {
         )
         .await;
     let pool = proxy.pool.clone();
-    eventually(
-        move || {
+    eventually("draining", CONDITION_TIMEOUT, move || {
+        std::future::ready({
             pool.snapshot()
                 .iter()
                 .any(|a| a.connections.iter().any(|c| c.draining))
-        },
-        "draining",
-    )
+        })
+    })
     .await;
     for _ in 0..5 {
         assert_ne!(proxy.pool.begin("waf").unwrap().assigned_id(), leaving_id);
@@ -442,10 +441,7 @@ async fn shutdown_sends_go_away_lets_in_flight_finish_then_closes() {
 
 #[tokio::test]
 async fn after_a_timeout_the_request_is_over_for_that_agent() {
-    let proxy = Proxy::start().await;
-    let (mut agent, _) = proxy.register(Via::Uds, "waf-1").await;
-    proxy.wait_for_connections(1).await;
-    let mut request = proxy.pool.begin("waf").unwrap();
+    let (_proxy, mut agent, mut request) = one_agent_and_a_request().await;
     let first = request
         .send(headers_event("/a"), Duration::from_millis(100))
         .await;
@@ -489,12 +485,15 @@ async fn agent_go_away_closes_the_connection_after_its_grace_and_frees_the_slot(
     // The proxy has taken the GoAway in once it marks the connection draining.
     let pool = proxy.pool.clone();
     common::eventually(
-        move || {
-            pool.snapshot()
-                .iter()
-                .all(|a| a.connections.iter().all(|c| c.draining))
-        },
         "the connection to be marked draining",
+        common::CONDITION_TIMEOUT,
+        move || {
+            std::future::ready({
+                pool.snapshot()
+                    .iter()
+                    .all(|a| a.connections.iter().all(|c| c.draining))
+            })
+        },
     )
     .await;
     // Idle after the held request ends: the proxy closes, and the id may register again.
@@ -584,10 +583,7 @@ async fn frames_sent_with_the_registration_are_not_held_back() {
 
 #[tokio::test]
 async fn a_retry_prefers_another_agent_process_over_a_sibling_connection() {
-    let proxy = Proxy::start().await;
-    let (mut dying, _) = proxy.register(Via::Uds, "waf-1").await;
-    proxy.wait_for_connections(1).await;
-    let mut request = proxy.pool.begin("waf").unwrap();
+    let (proxy, mut dying, mut request) = one_agent_and_a_request().await;
     // Then a sibling connection of the same process and another process join.
     let (mut sibling, _) = proxy.register(Via::Uds, "waf-1").await;
     let (mut other, other_id) = proxy.register(Via::Uds, "waf-2").await;

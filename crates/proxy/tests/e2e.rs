@@ -26,9 +26,10 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use tempfile::TempDir;
 
-use e2e_support::{
-    eventually, metric_sum, sentinel_binary, Process, Sentinel, Upstream, ALICE_TOKEN,
-};
+use e2e_support::{sentinel_binary, Policy, Process, Sentinel, Upstream, ALICE_TOKEN, PATIENCE};
+use sentinel_test_support::config::{Agent, Event, FailureMode, Node, Route};
+use sentinel_test_support::prometheus::metric_sum;
+use sentinel_test_support::wait::eventually;
 
 /// One test's world: a temp dir, the upstream, the proxy. Agents are started by the test and
 /// dropped (killed) before it.
@@ -38,10 +39,10 @@ struct World {
     dir: TempDir,
 }
 
-async fn world(agents_and_routes: &str) -> World {
+async fn world(policy: Policy) -> World {
     let dir = tempfile::tempdir().expect("temp dir");
     let upstream = Upstream::start().await;
-    let proxy = Sentinel::start(dir.path(), &upstream, agents_and_routes).await;
+    let proxy = Sentinel::start(dir.path(), &upstream, &policy).await;
     World {
         proxy,
         upstream,
@@ -62,6 +63,45 @@ impl World {
     }
 }
 
+/// The logical agent `name`, served by the agent ids matching `ids`, with `timeout_ms`.
+fn agent(name: &str, ids: &str, timeout_ms: u64) -> Agent {
+    Agent::new(name)
+        .agent_ids([ids])
+        .timeout(Duration::from_millis(timeout_ms))
+}
+
+/// The route `name` for paths under `prefix` to the upstream `backend`, through `agents`.
+fn route(name: &str, prefix: &str, agents: &[&str]) -> Route {
+    Route::new(name, "backend")
+        .path_prefix(prefix)
+        .agents(agents)
+}
+
+/// The agent `strict` (fails closed) on `/closed` and `lenient` (fails open) on `/open`, served
+/// by the agent ids matching `[strict_ids, lenient_ids]`, with `timeout_ms`.
+fn strict_and_lenient([strict_ids, lenient_ids]: [&str; 2], timeout_ms: u64) -> Policy {
+    Policy::new()
+        .agent(agent("strict", strict_ids, timeout_ms).failure_mode(FailureMode::Closed))
+        .agent(agent("lenient", lenient_ids, timeout_ms).failure_mode(FailureMode::Open))
+        .route(route("closed", "/closed", &["strict"]))
+        .route(route("open", "/open", &["lenient"]))
+}
+
+/// `reply` is the proxy's own 503, the upstream never asked.
+#[track_caller]
+fn assert_answered_by_the_proxy_with_503(reply: &e2e_support::Reply) {
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
+    assert!(!reply.by_upstream());
+}
+
+/// The events an inspecting WAF is consulted on.
+const HEADERS_AND_BODY: [Event; 2] = [Event::RequestHeaders, Event::RequestBody];
+
 fn bearer() -> String {
     format!("Bearer {ALICE_TOKEN}")
 }
@@ -73,18 +113,13 @@ fn bearer() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_and_header_mutation_both_ways() {
     let w = world(
-        r#"
-agents {
-    agent "waf" { agent-ids "waf-*"; events "request_headers" "request_body"; timeout-ms 5000; }
-    agent "auth" { agent-ids "auth-*"; timeout-ms 5000; }
-    agent "echo" { agent-ids "echo-*"; timeout-ms 5000; }
-}
-routes {
-    route "waf" { matches { path-prefix "/waf/"; }; upstream "backend"; agents "waf"; }
-    route "auth" { matches { path-prefix "/auth/"; }; upstream "backend"; agents "auth"; }
-    route "echo" { matches { path-prefix "/echo/"; }; upstream "backend"; agents "echo"; }
-}
-"#,
+        Policy::new()
+            .agent(agent("waf", "waf-*", 5000).events(HEADERS_AND_BODY))
+            .agent(agent("auth", "auth-*", 5000))
+            .agent(agent("echo", "echo-*", 5000))
+            .route(route("waf", "/waf/", &["waf"]))
+            .route(route("auth", "/auth/", &["auth"]))
+            .route(route("echo", "/echo/", &["echo"])),
     )
     .await;
     let tokens = w.tokens_file();
@@ -170,14 +205,9 @@ routes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_inspection_blocks_xss_and_passes_clean_bodies_intact() {
     let w = world(
-        r#"
-agents {
-    agent "waf" { agent-ids "waf-*"; events "request_headers" "request_body"; timeout-ms 5000; }
-}
-routes {
-    route "comments" { matches { path-prefix "/"; }; upstream "backend"; agents "waf"; }
-}
-"#,
+        Policy::new()
+            .agent(agent("waf", "waf-*", 5000).events(HEADERS_AND_BODY))
+            .route(route("comments", "/", &["waf"])),
     )
     .await;
     let mut waf = w.proxy.agent("sentinel-waf-agent", "waf-1", 2, &[]);
@@ -239,29 +269,11 @@ routes {
 /// 503 without calling the upstream, and a `failure-mode "open"` agent lets its route proceed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_down_fails_closed_or_open_per_agent() {
-    let w = world(
-        r#"
-agents {
-    agent "strict" { agent-ids "strict-*"; timeout-ms 2000; failure-mode "closed"; }
-    agent "lenient" { agent-ids "lenient-*"; timeout-ms 2000; failure-mode "open"; }
-}
-routes {
-    route "closed" { matches { path-prefix "/closed"; }; upstream "backend"; agents "strict"; }
-    route "open" { matches { path-prefix "/open"; }; upstream "backend"; agents "lenient"; }
-}
-"#,
-    )
-    .await;
+    let w = world(strict_and_lenient(["strict-*", "lenient-*"], 2000)).await;
     assert_eq!(w.proxy.agents().await["agents"], serde_json::json!([]));
 
     let closed = w.proxy.http.get("/closed/x", &[]).await;
-    assert_eq!(
-        closed.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        closed.text()
-    );
-    assert!(!closed.by_upstream());
+    assert_answered_by_the_proxy_with_503(&closed);
     assert_eq!(w.upstream.count(), 0);
 
     let open = w.proxy.http.get("/open/x", &[]).await;
@@ -285,19 +297,7 @@ routes {
 /// process is resumed (SIGCONT) both routes are served by it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hanging_agent_times_out_closed_or_open_and_recovers() {
-    let w = world(
-        r#"
-agents {
-    agent "strict" { agent-ids "echo-*"; timeout-ms 1500; failure-mode "closed"; }
-    agent "lenient" { agent-ids "echo-*"; timeout-ms 1500; failure-mode "open"; }
-}
-routes {
-    route "closed" { matches { path-prefix "/closed"; }; upstream "backend"; agents "strict"; }
-    route "open" { matches { path-prefix "/open"; }; upstream "backend"; agents "lenient"; }
-}
-"#,
-    )
-    .await;
+    let w = world(strict_and_lenient(["echo-*", "echo-*"], 1500)).await;
     let mut echo = w.proxy.agent("sentinel-echo-agent", "echo-1", 2, &[]);
     w.proxy
         .wait_for_agents(&mut [(&mut echo, "echo-1", 2)])
@@ -311,13 +311,7 @@ routes {
 
     echo.freeze().await;
     let (closed, open) = tokio::join!(http.get("/closed/hung", &[]), http.get("/open/hung", &[]));
-    assert_eq!(
-        closed.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        closed.text()
-    );
-    assert!(!closed.by_upstream());
+    assert_answered_by_the_proxy_with_503(&closed);
     assert_eq!(open.status, StatusCode::OK, "{}", open.text());
     assert!(open.upstream_saw("x-echo-agent").is_empty());
     assert_eq!(open.header("x-echo-agent"), None);
@@ -333,10 +327,14 @@ routes {
 
     echo.signal(libc::SIGCONT);
     for path in ["/closed/after", "/open/after"] {
-        eventually(&format!("{path} served by the resumed agent"), || async {
-            let reply = http.get(path, &[]).await;
-            reply.status == StatusCode::OK && reply.header("x-echo-agent") == Some("echo-1")
-        })
+        eventually(
+            &format!("{path} served by the resumed agent"),
+            PATIENCE,
+            || async {
+                let reply = http.get(path, &[]).await;
+                reply.status == StatusCode::OK && reply.header("x-echo-agent") == Some("echo-1")
+            },
+        )
         .await;
     }
 }
@@ -347,15 +345,10 @@ routes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_on_a_route_are_consulted_in_order() {
     let w = world(
-        r#"
-agents {
-    agent "auth" { agent-ids "auth-*"; timeout-ms 5000; }
-    agent "waf" { agent-ids "waf-*"; timeout-ms 5000; }
-}
-routes {
-    route "chain" { matches { path-prefix "/"; }; upstream "backend"; agents "auth" "waf"; }
-}
-"#,
+        Policy::new()
+            .agent(agent("auth", "auth-*", 5000))
+            .agent(agent("waf", "waf-*", 5000))
+            .route(route("chain", "/", &["auth", "waf"])),
     )
     .await;
     let tokens = w.tokens_file();
@@ -427,14 +420,13 @@ routes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_one_agent_process_during_traffic_loses_no_request() {
     let w = world(
-        r#"
-agents {
-    agent "echo" { agent-ids "echo-*"; events "request_headers"; timeout-ms 5000; failure-mode "closed"; }
-}
-routes {
-    route "all" { matches { path-prefix "/"; }; upstream "backend"; agents "echo"; }
-}
-"#,
+        Policy::new()
+            .agent(
+                agent("echo", "echo-*", 5000)
+                    .events([Event::RequestHeaders])
+                    .failure_mode(FailureMode::Closed),
+            )
+            .route(route("all", "/", &["echo"])),
     )
     .await;
     let mut victim = w.proxy.agent("sentinel-echo-agent", "echo-a", 2, &[]);
@@ -478,7 +470,7 @@ routes {
         }));
     }
     let half = CLIENTS * PER_CLIENT / 2;
-    eventually("half of the requests", || {
+    eventually("half of the requests", PATIENCE, || {
         let done = done.clone();
         async move { done.load(Ordering::SeqCst) >= half }
     })
@@ -486,9 +478,11 @@ routes {
     // Freeze the victim first so that requests are certainly in flight on it when it dies:
     // those must fail over at once to the survivor, not wait for their timeout.
     victim.freeze().await;
-    eventually("a request in flight on the frozen process", || async {
-        w.proxy.in_flight_of("echo-a").await > 0
-    })
+    eventually(
+        "a request in flight on the frozen process",
+        PATIENCE,
+        || async { w.proxy.in_flight_of("echo-a").await > 0 },
+    )
     .await;
     killed.store(true, Ordering::SeqCst);
     victim.signal(libc::SIGKILL);
@@ -525,7 +519,7 @@ routes {
     );
     assert_eq!(served_by("echo-a", true), 0, "a dead process answered");
 
-    eventually("the killed agent to leave /agents", || async {
+    eventually("the killed agent to leave /agents", PATIENCE, || async {
         w.proxy.connections_of("echo-a").await.is_empty()
     })
     .await;
@@ -538,40 +532,33 @@ routes {
 /// keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_pushes_config_to_agents_and_refuses_a_broken_file() {
-    let routes = r#"
-routes {
-    route "all" { matches { path-prefix "/"; }; upstream "backend"; agents "waf"; }
-}
-"#;
-    let before = format!(
-        r#"
-agents {{
-    agent "waf" {{
-        agent-ids "waf-*"
-        timeout-ms 5000
-        config {{ rules_version "1"; }}
-    }}
-}}
-{routes}"#
-    );
+    let waf = |rules_version: &str| {
+        agent("waf", "waf-*", 5000).config_entry(Node::new("rules_version").arg(rules_version))
+    };
+    let policy = |waf: Agent| Policy::new().agent(waf).route(route("all", "/", &["waf"]));
+    let before = policy(waf("1"));
     // `rules` written twice becomes a JSON list (the WAF's pushed format); see the report on
     // why a single entry would not do.
-    let after = format!(
-        r#"
-agents {{
-    agent "waf" {{
-        agent-ids "waf-*"
-        timeout-ms 5000
-        config {{
-            rules_version "2"
-            rules id="e2e-word" pattern="(?i)forbidden-e2e-word" message="the end-to-end test's word"
-            rules id="e2e-other" pattern="never-sent-by-the-e2e-test" message="a second rule"
-        }}
-    }}
-}}
-{routes}"#
+    let rule = |id: &str, pattern: &str, message: &str| {
+        Node::new("rules")
+            .prop("id", id)
+            .prop("pattern", pattern)
+            .prop("message", message)
+    };
+    let after = policy(
+        waf("2")
+            .config_entry(rule(
+                "e2e-word",
+                "(?i)forbidden-e2e-word",
+                "the end-to-end test's word",
+            ))
+            .config_entry(rule(
+                "e2e-other",
+                "never-sent-by-the-e2e-test",
+                "a second rule",
+            )),
     );
-    let mut w = world(&before).await;
+    let mut w = world(before).await;
     let mut waf = w.proxy.agent("sentinel-waf-agent", "waf-1", 2, &[]);
     w.proxy.wait_for_agents(&mut [(&mut waf, "waf-1", 2)]).await;
     let word = "/search?q=forbidden-e2e-word";
@@ -580,10 +567,11 @@ agents {{
     let connections = w.proxy.connections_of("waf-1").await;
     assert_eq!(connections.len(), 2);
 
-    w.proxy.rewrite_config(&w.proxy.config_with(&after));
+    w.proxy
+        .rewrite_config(&w.proxy.config_with(&after).render());
     w.proxy.process.signal(libc::SIGHUP);
     w.proxy.process.wait_for_log("reload complete").await;
-    eventually("the pushed rule to block", || async {
+    eventually("the pushed rule to block", PATIENCE, || async {
         w.proxy.http.get(word, &[]).await.status == StatusCode::FORBIDDEN
     })
     .await;
@@ -596,7 +584,7 @@ agents {{
         "the agent reconnected instead of receiving a ConfigUpdate"
     );
 
-    let broken = format!("{}\nroutes {{\n", w.proxy.config_with(&after));
+    let broken = format!("{}\nroutes {{\n", w.proxy.config_with(&after).render());
     w.proxy.rewrite_config(&broken);
     w.proxy.process.signal(libc::SIGHUP);
     w.proxy.process.wait_for_log("reload refused").await;
@@ -628,14 +616,9 @@ agents {{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_requests_in_flight() {
     let mut w = world(
-        r#"
-agents {
-    agent "echo" { agent-ids "echo-*"; timeout-ms 5000; }
-}
-routes {
-    route "all" { matches { path-prefix "/"; }; upstream "backend"; agents "echo"; }
-}
-"#,
+        Policy::new()
+            .agent(agent("echo", "echo-*", 5000))
+            .route(route("all", "/", &["echo"])),
     )
     .await;
     let mut echo = w.proxy.agent("sentinel-echo-agent", "echo-1", 2, &[]);
@@ -653,15 +636,18 @@ routes {
             http.try_send(Method::GET, "/slow", &[], Bytes::new()).await
         }));
     }
-    eventually("the slow requests to reach the upstream", || async {
-        w.upstream.slow_started() == IN_FLIGHT
-    })
+    eventually(
+        "the slow requests to reach the upstream",
+        PATIENCE,
+        || async { w.upstream.slow_started() == IN_FLIGHT },
+    )
     .await;
 
     w.proxy.process.signal(libc::SIGTERM);
     let address = w.proxy.http.address();
     eventually(
         "the HTTP listener to refuse new connections",
+        PATIENCE,
         || async move {
             matches!(
                 tokio::net::TcpStream::connect(address).await,
@@ -670,7 +656,7 @@ routes {
         },
     )
     .await;
-    eventually("/health to answer 503 while draining", || async {
+    eventually("/health to answer 503 while draining", PATIENCE, || async {
         w.proxy
             .admin
             .try_send(Method::GET, "/health", &[], Bytes::new())
@@ -776,21 +762,23 @@ async fn check_accepts_a_good_file_and_points_at_the_error_in_a_bad_one() {
     };
 
     let good = dir.path().join("good.kdl");
-    let text = e2e_support::config_text(
+    let policy = Policy::new()
+        .agent(
+            Agent::new("waf")
+                .agent_ids(["waf-*"])
+                .events(HEADERS_AND_BODY)
+                .failure_mode(FailureMode::Open),
+        )
+        .route(route("all", "/", &["waf"]));
+    let text = e2e_support::config(
         &dir.path().join("agents.sock"),
         "127.0.0.1:18080".parse().unwrap(),
         "127.0.0.1:19901".parse().unwrap(),
         "127.0.0.1:19000".parse().unwrap(),
-        r#"
-agents {
-    agent "waf" { agent-ids "waf-*"; events "request_headers" "request_body"; failure-mode "open"; }
-}
-routes {
-    route "all" { matches { path-prefix "/"; }; upstream "backend"; agents "waf"; }
-}
-"#,
+        &Default::default(),
+        &policy,
     );
-    std::fs::write(&good, text).unwrap();
+    std::fs::write(&good, text.render()).unwrap();
     let out = check(&good);
     assert!(
         out.status.success(),

@@ -77,10 +77,9 @@ async fn silent_flood_does_not_delay_an_honest_agent() {
                 .await,
         );
     }
-    common::eventually(
-        || proxy.stats.snapshot().pending_handshakes >= 32,
-        "flood pending",
-    )
+    common::eventually("flood pending", common::CONDITION_TIMEOUT, || {
+        std::future::ready(proxy.stats.snapshot().pending_handshakes >= 32)
+    })
     .await;
     for via in BOTH {
         let started = Instant::now();

@@ -33,6 +33,31 @@ fn has_pair(pairs: &[HeaderPair], name: &str, value: &str) -> bool {
     pairs.iter().any(|(n, v)| n == name && v == value)
 }
 
+/// The upstream `backend`; the agent `strict` (fails closed) on `/closed` and `lenient`
+/// (fails open) on `/open`, both consulted on request headers with `timeout`.
+async fn strict_and_lenient(up: &Upstream, timeout: Duration) -> Harness {
+    Harness::start(config(
+        vec![upstream("backend", &[up.addr])],
+        vec![
+            agent("strict", &["request_headers"], Closed, timeout),
+            agent("lenient", &["request_headers"], Open, timeout),
+        ],
+        vec![
+            route("closed", "/closed", "backend", &["strict"]),
+            route("open", "/open", "backend", &["lenient"]),
+        ],
+    ))
+    .await
+}
+
+/// The agent's next message is the Cancel of request `id` for `reason`.
+async fn expect_cancel(agent: &mut ScriptedAgent, id: u64, reason: &str) {
+    match agent.next().await {
+        Message::Cancel(c) => assert_eq!((c.request_id, c.reason.as_str()), (id, reason)),
+        other => panic!("expected Cancel, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn block_answers_with_the_agents_status_body_and_headers() {
     let up = Upstream::start("backend").await;
@@ -336,28 +361,14 @@ async fn an_agent_waiting_for_the_body_is_cancelled_when_a_later_agent_blocks() 
     let got = post(&h.url("/upload"), b"payload").await;
     assert_eq!(got.status, 403);
     let id = headers_of(&watcher.next().await).request_id;
-    match watcher.next().await {
-        Message::Cancel(c) => assert_eq!((c.request_id, c.reason.as_str()), (id, "blocked")),
-        other => panic!("expected Cancel, got {other:?}"),
-    }
+    expect_cancel(&mut watcher, id, "blocked").await;
     assert!(up.requests().is_empty());
 }
 
 #[tokio::test]
 async fn with_no_agent_connected_closed_fails_with_503_and_open_proceeds() {
     let up = Upstream::start("backend").await;
-    let h = Harness::start(config(
-        vec![upstream("backend", &[up.addr])],
-        vec![
-            agent("strict", &["request_headers"], Closed, WAIT),
-            agent("lenient", &["request_headers"], Open, WAIT),
-        ],
-        vec![
-            route("closed", "/closed", "backend", &["strict"]),
-            route("open", "/open", "backend", &["lenient"]),
-        ],
-    ))
-    .await;
+    let h = strict_and_lenient(&up, WAIT).await;
     let got = get(&h.url("/closed")).await;
     assert_eq!(got.status, 503);
     assert!(up.requests().is_empty());
@@ -378,19 +389,7 @@ async fn with_no_agent_connected_closed_fails_with_503_and_open_proceeds() {
 #[tokio::test]
 async fn a_hanging_agent_times_out_into_its_failure_mode_and_is_cancelled() {
     let up = Upstream::start("backend").await;
-    let timeout = Duration::from_millis(200);
-    let h = Harness::start(config(
-        vec![upstream("backend", &[up.addr])],
-        vec![
-            agent("strict", &["request_headers"], Closed, timeout),
-            agent("lenient", &["request_headers"], Open, timeout),
-        ],
-        vec![
-            route("closed", "/closed", "backend", &["strict"]),
-            route("open", "/open", "backend", &["lenient"]),
-        ],
-    ))
-    .await;
+    let h = strict_and_lenient(&up, Duration::from_millis(200)).await;
     let mut strict = ScriptedAgent::start(&h, "strict-1", |_| None).await;
     let mut lenient = ScriptedAgent::start(&h, "lenient-1", |_| None).await;
     h.proxy.wait_for_connections(2).await;
@@ -402,28 +401,14 @@ async fn a_hanging_agent_times_out_into_its_failure_mode_and_is_cancelled() {
 
     for agent in [&mut strict, &mut lenient] {
         let id = headers_of(&agent.next().await).request_id;
-        match agent.next().await {
-            Message::Cancel(c) => assert_eq!((c.request_id, c.reason.as_str()), (id, "timeout")),
-            other => panic!("expected Cancel, got {other:?}"),
-        }
+        expect_cancel(agent, id, "timeout").await;
     }
 }
 
 #[tokio::test]
 async fn a_request_error_reply_applies_the_failure_mode() {
     let up = Upstream::start("backend").await;
-    let h = Harness::start(config(
-        vec![upstream("backend", &[up.addr])],
-        vec![
-            agent("strict", &["request_headers"], Closed, WAIT),
-            agent("lenient", &["request_headers"], Open, WAIT),
-        ],
-        vec![
-            route("closed", "/closed", "backend", &["strict"]),
-            route("open", "/open", "backend", &["lenient"]),
-        ],
-    ))
-    .await;
+    let h = strict_and_lenient(&up, WAIT).await;
     let error = |m: &Message| {
         Some(Message::RequestError(RequestError {
             request_id: m.request_id()?,
@@ -461,15 +446,7 @@ async fn a_client_that_disconnects_gets_its_agent_work_cancelled() {
         .unwrap();
     let id = headers_of(&waf.next().await).request_id;
     drop(client);
-    match waf.next().await {
-        Message::Cancel(c) => {
-            assert_eq!(
-                (c.request_id, c.reason.as_str()),
-                (id, "client_disconnected")
-            )
-        }
-        other => panic!("expected Cancel, got {other:?}"),
-    }
+    expect_cancel(&mut waf, id, "client_disconnected").await;
 
     // Gone in the middle of its body, while the agent waits for the next chunk.
     let mut client = tokio::net::TcpStream::connect(h.addr).await.unwrap();

@@ -260,14 +260,7 @@ async fn bodies_nobody_inspects_are_streamed() {
             .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
             .await;
     });
-    let h = Harness::start(config(
-        vec![upstream_named("backend", upstream_addr)],
-        vec![agent("waf", &["request_headers"], Closed, WAIT)],
-        vec![route("default", "/", "backend", &["waf"])],
-    ))
-    .await;
-    let _waf = ScriptedAgent::start(&h, "waf-1", |m| reply(Decision::allow(m.request_id()?))).await;
-    h.proxy.wait_for_connections(1).await;
+    let (h, _waf) = behind_an_allowing_waf(upstream_addr).await;
 
     let response = tokio::time::timeout(
         WAIT,
@@ -297,8 +290,18 @@ async fn bodies_nobody_inspects_are_streamed() {
     assert_eq!(rest, "rest");
 }
 
-fn upstream_named(name: &str, addr: std::net::SocketAddr) -> sentinel::config::UpstreamConfig {
-    upstream(name, &[addr])
+/// The proxy in front of the upstream at `addr`, every request passing a WAF agent that
+/// allows it (connected once this returns).
+async fn behind_an_allowing_waf(addr: std::net::SocketAddr) -> (Harness, ScriptedAgent) {
+    let h = Harness::start(config(
+        vec![upstream("backend", &[addr])],
+        vec![agent("waf", &["request_headers"], Closed, WAIT)],
+        vec![route("default", "/", "backend", &["waf"])],
+    ))
+    .await;
+    let waf = ScriptedAgent::start(&h, "waf-1", |m| reply(Decision::allow(m.request_id()?))).await;
+    h.proxy.wait_for_connections(1).await;
+    (h, waf)
 }
 
 fn tokio_stream_from<T: Send + 'static>(
@@ -335,14 +338,7 @@ async fn request_bodies_nobody_inspects_are_streamed() {
             .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
             .await;
     });
-    let h = Harness::start(config(
-        vec![upstream_named("backend", upstream_addr)],
-        vec![agent("waf", &["request_headers"], Closed, WAIT)],
-        vec![route("default", "/", "backend", &["waf"])],
-    ))
-    .await;
-    let _waf = ScriptedAgent::start(&h, "waf-1", |m| reply(Decision::allow(m.request_id()?))).await;
-    h.proxy.wait_for_connections(1).await;
+    let (h, _waf) = behind_an_allowing_waf(upstream_addr).await;
 
     let (body_tx, body_rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
     let request = http::Request::post(h.url("/upload"))

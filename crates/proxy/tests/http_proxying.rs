@@ -128,7 +128,7 @@ async fn requests_are_spread_round_robin_over_targets() {
 
 #[tokio::test]
 async fn a_dead_target_is_skipped_and_its_health_survives_a_reload() {
-    let dead = dead_address().await;
+    let (_dead_port, dead) = dead_address();
     let alive = Upstream::start("alive").await;
     let config = plain_config(&[dead, alive.addr]);
     let h = Harness::start(config.clone()).await;
@@ -181,8 +181,9 @@ async fn shutdown_lets_in_flight_requests_finish_and_then_stops() {
     let url = h.url("/sleep/500");
     let in_flight = tokio::spawn(async move { get(&url).await });
     common::eventually(
-        || up.requests().len() == 1,
         "the request reaching the upstream",
+        common::CONDITION_TIMEOUT,
+        || std::future::ready(up.requests().len() == 1),
     )
     .await;
 

@@ -377,10 +377,9 @@ async fn shutting_down_answers_pending_handshakes() {
     for via in BOTH {
         pending.push(proxy.dial(via).await);
     }
-    common::eventually(
-        || proxy.stats.snapshot().pending_handshakes == 2,
-        "handshakes pending",
-    )
+    common::eventually("handshakes pending", common::CONDITION_TIMEOUT, || {
+        std::future::ready(proxy.stats.snapshot().pending_handshakes == 2)
+    })
     .await;
     proxy.shutdown.cancel();
     for agent in &mut pending {

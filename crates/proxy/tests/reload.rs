@@ -10,32 +10,25 @@ use std::path::Path;
 use futures::{SinkExt, StreamExt};
 use sentinel::app::RunningProxy;
 use sentinel_agent_protocol::*;
+use sentinel_test_support::config::{
+    Listener, ProxyConfig, ReverseListener, Route, TokenSource, Upstream,
+};
+use sentinel_test_support::ports::ANY_LOOPBACK;
 use tokio_util::codec::Framed;
 
 fn write_config(path: &Path, socket: &Path, token: &str, allowed: &str) {
-    let text = format!(
-        r#"reverse-listener {{
-    path "{}"
-    require-auth #true
-    allowed-agents {allowed}
-    auth-token "*" value="{token}"
-}}
-listeners {{
-    listener "http" {{ address "127.0.0.1:0" }}
-}}
-upstreams {{
-    upstream "backend" {{ target "127.0.0.1:9" }}
-}}
-routes {{
-    route "default" {{
-        matches {{ path-prefix "/" }}
-        upstream "backend"
-    }}
-}}
-"#,
-        socket.display()
-    );
-    std::fs::write(path, text).unwrap();
+    ProxyConfig::new()
+        .reverse_listener(
+            ReverseListener::unix(socket)
+                .require_auth(true)
+                .allowed_agents([allowed])
+                .auth_token("*", TokenSource::Value(token.to_string())),
+        )
+        .listener(Listener::new("http", ANY_LOOPBACK))
+        .upstream(Upstream::new("backend", "127.0.0.1:9"))
+        .route(Route::new("default", "backend"))
+        .write_to(path)
+        .unwrap();
 }
 
 async fn register(socket: &Path, agent_id: &str, token: &str) -> RegistrationResponse {
@@ -68,13 +61,13 @@ async fn token_rotation_and_allowlist_changes_apply_on_reload() {
         dir.path().join("sentinel.kdl"),
         dir.path().join("agents.sock"),
     );
-    write_config(&file, &socket, "old-secret", r#""waf-*""#);
+    write_config(&file, &socket, "old-secret", "waf-*");
     let proxy = RunningProxy::start(sentinel::config::load(&file).unwrap(), Some(file.clone()))
         .await
         .unwrap();
     assert_eq!(code(&register(&socket, "waf-1", "old-secret").await), None);
 
-    write_config(&file, &socket, "new-secret", r#""auth-*""#);
+    write_config(&file, &socket, "new-secret", "auth-*");
     let report = proxy.reload().expect("valid file");
     assert!(report.needs_restart.is_empty(), "{report:?}");
     assert_eq!(
@@ -87,7 +80,12 @@ async fn token_rotation_and_allowlist_changes_apply_on_reload() {
     );
     assert_eq!(code(&register(&socket, "auth-1", "new-secret").await), None);
 
-    std::fs::write(&file, "reverse-listener {").unwrap();
+    // The file cut off after its first line (an unclosed block), as an interrupted write
+    // would leave it.
+    let whole = std::fs::read_to_string(&file).unwrap();
+    let first_line = whole.lines().next().unwrap();
+    assert!(first_line.ends_with('{'), "{first_line}");
+    std::fs::write(&file, first_line).unwrap();
     let err = proxy.reload().expect_err("broken file refused");
     assert!(err.to_string().contains("sentinel.kdl:"), "{err}");
     assert_eq!(

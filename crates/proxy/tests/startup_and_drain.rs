@@ -12,36 +12,34 @@ use futures::StreamExt;
 use http_support::Upstream;
 use sentinel::app::RunningProxy;
 use sentinel_agent_protocol::*;
+use sentinel_test_support::config::{
+    Agent, Event, Listener, ProxyConfig, ReverseListener, Route, Upstream as UpstreamBlock,
+};
+use sentinel_test_support::ports::ANY_LOOPBACK;
+use sentinel_test_support::wait::{eventually, try_wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_util::codec::Framed;
 
+/// The reverse listener in `dir`, one HTTP listener on port 0, the upstream `backend`, the WAF
+/// (routed only when `agents`), a 10 s `wait-for-agents` and a 5 s shutdown grace.
 fn config_text(dir: &std::path::Path, upstream: std::net::SocketAddr, agents: bool) -> String {
-    let route_agents = if agents { "agents \"waf\"" } else { "" };
-    format!(
-        r#"
-reverse-listener {{ path "{socket}" }}
-listeners {{ listener "http" {{ address "127.0.0.1:0" }} }}
-upstreams {{ upstream "backend" {{ target "{upstream}" }} }}
-agents {{
-    agent "waf" {{
-        agent-ids "waf-*"
-        events "request_headers"
-        timeout-ms 2000
-    }}
-}}
-routes {{
-    route "default" {{
-        matches {{ path-prefix "/" }}
-        upstream "backend"
-        {route_agents}
-    }}
-}}
-wait-for-agents "10s"
-shutdown-grace "5s"
-"#,
-        socket = dir.join("agents.sock").display(),
-    )
+    let route = Route::new("default", "backend");
+    let route = if agents { route.agents(["waf"]) } else { route };
+    ProxyConfig::new()
+        .reverse_listener(ReverseListener::unix(dir.join("agents.sock")))
+        .listener(Listener::new("http", ANY_LOOPBACK))
+        .upstream(UpstreamBlock::new("backend", upstream))
+        .agent(
+            Agent::new("waf")
+                .agent_ids(["waf-*"])
+                .events([Event::RequestHeaders])
+                .timeout(Duration::from_millis(2000)),
+        )
+        .route(route)
+        .wait_for_agents(Duration::from_secs(10))
+        .shutdown_grace(Duration::from_secs(5))
+        .render()
 }
 
 async fn start(agents: bool) -> (RunningProxy, Upstream, tempfile::TempDir) {
@@ -74,16 +72,16 @@ async fn listeners_refuse_connections_until_the_routed_agents_are_connected() {
     };
     let response = agent.register(RegistrationRequest::new("waf-1")).await;
     assert!(matches!(response, RegistrationResponse::Accepted { .. }));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
+    // Refused until it opens; any other error is a failure at once.
+    let opened = try_wait_for("the listener to open", Duration::from_secs(5), || async {
         match TcpStream::connect(http).await {
-            Ok(_) => break,
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("the listener did not open once the agent registered: {e}"),
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(false),
+            Err(e) => Err(e),
         }
+    });
+    if let Err(e) = opened.await {
+        panic!("the listener did not open once the agent registered: {e}");
     }
     drop(agent.framed.next());
     proxy.shutdown().await;
@@ -98,14 +96,11 @@ async fn a_connection_accepted_before_shutdown_is_answered_not_reset() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let shutdown = tokio::spawn(proxy.shutdown());
     // New connections are refused once shutdown began (waited for, not slept on).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while TcpStream::connect(http).await.is_ok() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "new connections are still accepted 5 s after shutdown began"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let refusing = "new connections to be refused after shutdown began";
+    eventually(refusing, Duration::from_secs(5), || async {
+        TcpStream::connect(http).await.is_err()
+    })
+    .await;
     early
         .write_all(b"GET /late HTTP/1.1\r\nhost: example.com\r\n\r\n")
         .await

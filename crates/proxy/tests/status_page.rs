@@ -24,41 +24,45 @@ use tempfile::TempDir;
 
 use browser_support::{Browser, PageState};
 use e2e_support::{
-    agent_binary, free_port, sentinel_binary, Extras, Process, Sentinel, Upstream, ALICE_TOKEN,
+    agent_binary, sentinel_binary, Extras, Policy, Process, Sentinel, Upstream, ALICE_TOKEN,
     PATIENCE,
 };
+use sentinel_test_support::config::{
+    Agent, Event, FailureMode, ReverseListener, Route, TokenSource,
+};
+use sentinel_test_support::ports::ANY_LOOPBACK;
+use sentinel_test_support::prometheus::metric_sum;
+use sentinel_test_support::wait::eventually;
 
 const WAF_SECRET: &str = "status-page-waf-secret-7f3a";
 const AUTH_SECRET: &str = "status-page-auth-secret-91bc";
 const ECHO_SECRET: &str = "status-page-echo-secret-c2d4";
 const WRONG_SECRET: &str = "status-page-wrong-secret-0000";
 const ADMIN_SECRET: &str = "status-page-admin-secret-5e6f";
+/// Every admin page an operator reads (all but `/health`).
+const ADMIN_PAGES: [&str; 5] = [
+    "/",
+    "/status.json",
+    "/status/view.json",
+    "/agents",
+    "/metrics",
+];
 /// The env var the agents read their registration token from.
 const TOKEN_ENV: &str = "SENTINEL_STATUS_TEST_TOKEN";
 
-const AGENTS_AND_ROUTES: &str = r#"
-agents {
-    agent "auth" {
-        agent-ids "auth-agent"
-        events "request_headers"
-        timeout-ms 2000
-        failure-mode "closed"
-    }
-    agent "waf" {
-        agent-ids "waf-*"
-        events "request_headers" "request_body"
-        timeout-ms 2000
-        failure-mode "closed"
-    }
+/// The auth agent, then the WAF, in front of everything; both fail closed.
+fn agents_and_routes() -> Policy {
+    let agent = |name: &str, ids: &str| {
+        Agent::new(name)
+            .agent_ids([ids])
+            .timeout(Duration::from_millis(2000))
+            .failure_mode(FailureMode::Closed)
+    };
+    Policy::new()
+        .agent(agent("auth", "auth-agent").events([Event::RequestHeaders]))
+        .agent(agent("waf", "waf-*").events([Event::RequestHeaders, Event::RequestBody]))
+        .route(Route::new("default", "backend").agents(["auth", "waf"]))
 }
-routes {
-    route "default" {
-        matches { path-prefix "/" }
-        upstream "backend"
-        agents "auth" "waf"
-    }
-}
-"#;
 
 /// The proxy with agent authentication on, its reverse listener also on TCP.
 struct World {
@@ -69,21 +73,24 @@ struct World {
     _dir: TempDir,
 }
 
-async fn world(admin_extra: &str) -> World {
+/// `admin_token_file`: the admin block's `token-file`, if any.
+async fn world(admin_token_file: Option<PathBuf>) -> World {
     let dir = tempfile::tempdir().expect("temp dir");
     let upstream = Upstream::start().await;
-    let tcp = free_port();
+    let token = |secret: &str| TokenSource::Value(secret.to_string());
     let extras = Extras {
-        reverse_listener: format!(
-            r#"tcp-address "{tcp}"
-    require-auth true
-    auth-token "waf-*" value="{WAF_SECRET}"
-    auth-token "auth-agent" value="{AUTH_SECRET}"
-    auth-token "echo-*" value="{ECHO_SECRET}""#
-        ),
-        admin: admin_extra.to_string(),
+        reverse_listener: ReverseListener::new()
+            .tcp_address(ANY_LOOPBACK)
+            .require_auth(true)
+            .auth_token("waf-*", token(WAF_SECRET))
+            .auth_token("auth-agent", token(AUTH_SECRET))
+            .auth_token("echo-*", token(ECHO_SECRET)),
+        admin_token_file,
     };
-    let proxy = Sentinel::start_with(dir.path(), &upstream, extras, AGENTS_AND_ROUTES).await;
+    let proxy = Sentinel::start_with(dir.path(), &upstream, extras, &agents_and_routes()).await;
+    let tcp = proxy
+        .agents_tcp
+        .expect("the reverse listener's TCP address is in the start line");
     let tokens_file = dir.path().join("tokens.json");
     std::fs::write(
         &tokens_file,
@@ -155,6 +162,18 @@ impl World {
         )
     }
 
+    /// The WAF `waf-1` over the Unix socket and the auth agent over TCP, registered, then
+    /// [`World::traffic`].
+    async fn agents_with_traffic(&self) -> (Process, Process) {
+        let mut waf = self.waf("waf-1");
+        let mut auth = self.auth_over_tcp();
+        self.proxy
+            .wait_for_agents(&mut [(&mut waf, "waf-1", 1), (&mut auth, "auth-agent", 1)])
+            .await;
+        self.traffic().await;
+        (waf, auth)
+    }
+
     /// A few requests through the proxy, so the agents have decisions and latencies.
     async fn traffic(&self) {
         let bearer = format!("Bearer {ALICE_TOKEN}");
@@ -215,15 +234,9 @@ fn assert_no_secret(what: &str, text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_follows_agents_and_rejections_in_a_real_browser() {
     let started = Instant::now();
-    let world = world("").await;
+    let world = world(None).await;
     let admin = world.proxy.admin.address();
-    let mut waf = world.waf("waf-1");
-    let mut auth = world.auth_over_tcp();
-    world
-        .proxy
-        .wait_for_agents(&mut [(&mut waf, "waf-1", 1), (&mut auth, "auth-agent", 1)])
-        .await;
-    world.traffic().await;
+    let (waf, mut auth) = world.agents_with_traffic().await;
 
     // Without JavaScript: the first answer already holds the tables.
     let html = world.proxy.admin.get("/", &[]).await;
@@ -388,13 +401,7 @@ async fn the_status_page_follows_agents_and_rejections_in_a_real_browser() {
     assert_eq!(json["listener"]["tcp_address"], world.tcp.to_string());
 
     // No secret anywhere an operator looks.
-    for path in [
-        "/",
-        "/status.json",
-        "/status/view.json",
-        "/agents",
-        "/metrics",
-    ] {
+    for path in ADMIN_PAGES {
         assert_no_secret(path, &world.proxy.admin.get(path, &[]).await.text());
     }
     assert_no_secret("sentinel status", &status);
@@ -411,7 +418,7 @@ async fn with_an_admin_token_every_endpoint_but_health_answers_401_without_it() 
     let dir = tempfile::tempdir().expect("temp dir");
     let token_file = dir.path().join("admin.token");
     std::fs::write(&token_file, format!("{ADMIN_SECRET}\n")).expect("write the token file");
-    let world = world(&format!(r#"token-file "{}""#, token_file.display())).await;
+    let world = world(Some(token_file.clone())).await;
     let admin = &world.proxy.admin;
 
     let bearer = format!("Bearer {ADMIN_SECRET}");
@@ -420,13 +427,7 @@ async fn with_an_admin_token_every_endpoint_but_health_answers_401_without_it() 
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("operator:{ADMIN_SECRET}"))
     );
-    for path in [
-        "/",
-        "/status.json",
-        "/status/view.json",
-        "/agents",
-        "/metrics",
-    ] {
+    for path in ADMIN_PAGES {
         let refused = admin.get(path, &[]).await;
         assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{path}");
         let challenges: Vec<_> = refused
@@ -471,7 +472,7 @@ async fn with_an_admin_token_every_endpoint_but_health_answers_401_without_it() 
     std::fs::write(&token_file, format!("{rotated}\n")).expect("rewrite the token file");
     world.proxy.process.signal(libc::SIGHUP);
     let new_bearer = format!("Bearer {rotated}");
-    e2e_support::eventually("the rotated admin token", || async {
+    eventually("the rotated admin token", PATIENCE, || async {
         admin
             .get("/status.json", &[("authorization", &new_bearer)])
             .await
@@ -584,14 +585,8 @@ async fn the_grafana_dashboard_queries_only_metrics_that_metrics_exports() {
 
     // A real proxy with an agent that decided and a registration that was refused, so every
     // family also has samples.
-    let world = world("").await;
-    let mut waf = world.waf("waf-1");
-    let mut auth = world.auth_over_tcp();
-    world
-        .proxy
-        .wait_for_agents(&mut [(&mut waf, "waf-1", 1), (&mut auth, "auth-agent", 1)])
-        .await;
-    world.traffic().await;
+    let world = world(None).await;
+    let (_waf, _auth) = world.agents_with_traffic().await;
     let bad = world.agent(
         "sentinel-echo-agent",
         "echo-1",
@@ -599,8 +594,8 @@ async fn the_grafana_dashboard_queries_only_metrics_that_metrics_exports() {
         WRONG_SECRET,
         &[],
     );
-    e2e_support::eventually("the refused registration", || async {
-        e2e_support::metric_sum(
+    eventually("the refused registration", PATIENCE, || async {
+        metric_sum(
             &world.proxy.metrics().await,
             "sentinel_agent_registrations_rejected_total",
             &[("code", "auth_failed")],
@@ -681,7 +676,7 @@ async fn demo_keep_running_serves_the_status_page_until_stopped() {
         serde_json::from_slice(&reply.body).expect("status.json is JSON")
     };
     let before = waf_decisions(&status(admin.get("/status.json", &[]).await));
-    e2e_support::eventually("the demo's trickle of traffic", || async {
+    eventually("the demo's trickle of traffic", PATIENCE, || async {
         waf_decisions(&status(admin.get("/status.json", &[]).await)) > before
     })
     .await;

@@ -27,6 +27,8 @@ use sentinel::reverse::{ReverseTls, TlsFiles};
 use sentinel::transport::BoxedStream;
 use sentinel::Transport;
 use sentinel_agent_protocol::*;
+use sentinel_test_support::config::{Listener, ProxyConfig, ReverseListener, Route, Tls, Upstream};
+use sentinel_test_support::ports::ANY_LOOPBACK;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::codec::Framed;
@@ -189,8 +191,9 @@ async fn registration_over_tls_is_accepted_and_reported_as_tls() {
     );
     let stats = proxy.stats.clone();
     eventually(
-        move || stats.snapshot().tls_handshakes_failed == 1,
         "the failed TLS handshake to be counted",
+        CONDITION_TIMEOUT,
+        move || std::future::ready(stats.snapshot().tls_handshakes_failed == 1),
     )
     .await;
     assert_eq!(proxy.pool.connection_count(), 1);
@@ -213,8 +216,9 @@ async fn mutual_tls_refuses_clients_without_a_valid_certificate() {
 
     let stats = proxy.stats.clone();
     eventually(
-        move || stats.snapshot().tls_handshakes_failed == 2,
         "both failed TLS handshakes to be counted",
+        CONDITION_TIMEOUT,
+        move || std::future::ready(stats.snapshot().tls_handshakes_failed == 2),
     )
     .await;
     let snapshot = proxy.stats.snapshot();
@@ -288,32 +292,17 @@ async fn certificate_binding_is_checked_after_id_syntax_and_before_the_allowlist
 fn write_config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("sentinel.kdl");
     // Relative paths are resolved against the configuration file's directory.
-    std::fs::write(
-        &path,
-        r#"
-reverse-listener {
-    tcp-address "127.0.0.1:0"
-    tls {
-        cert-file "server.crt"
-        key-file "server.key"
-        client-ca-file "clients.crt"
-    }
-}
-listeners {
-    listener "http" { address "127.0.0.1:0" }
-}
-upstreams {
-    upstream "backend" { target "127.0.0.1:9" }
-}
-routes {
-    route "default" {
-        matches { path-prefix "/" }
-        upstream "backend"
-    }
-}
-"#,
-    )
-    .expect("write config");
+    ProxyConfig::new()
+        .reverse_listener(
+            ReverseListener::new()
+                .tcp_address(ANY_LOOPBACK)
+                .tls(Tls::new("server.crt", "server.key").client_ca_file("clients.crt")),
+        )
+        .listener(Listener::new("http", ANY_LOOPBACK))
+        .upstream(Upstream::new("backend", "127.0.0.1:9"))
+        .route(Route::new("default", "backend"))
+        .write_to(&path)
+        .expect("write config");
     path
 }
 
@@ -438,11 +427,14 @@ async fn a_silent_tls_peer_neither_blocks_others_nor_outlives_the_handshake_time
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     let stats = proxy.stats.clone();
     eventually(
-        move || {
-            let now = stats.snapshot();
-            now.tls_handshakes_failed == 1 && now.pending_handshakes == 0
-        },
         "the timed-out TLS handshake to be counted and finished",
+        CONDITION_TIMEOUT,
+        move || {
+            std::future::ready({
+                let now = stats.snapshot();
+                now.tls_handshakes_failed == 1 && now.pending_handshakes == 0
+            })
+        },
     )
     .await;
 }

@@ -155,3 +155,44 @@ mod tests {
         assert_eq!(addresses.agents_tcp, Some("127.0.0.1:2".parse().unwrap()));
     }
 }
+
+// Added for the proxy tests (kept apart from the items above so that branches extending this
+// module merge cleanly).
+
+/// A loopback port that refuses connections for as long as it is held: a TCP socket bound to
+/// a free port that never listens, so the kernel answers every connect with a reset and no
+/// other process can take the port meanwhile (unlike a port bound and released).
+pub struct RefusingPort {
+    socket: tokio::net::TcpSocket,
+}
+
+impl RefusingPort {
+    /// Binds it on `127.0.0.1:0`.
+    pub fn bind() -> std::io::Result<RefusingPort> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(ANY_LOOPBACK)?;
+        Ok(RefusingPort { socket })
+    }
+
+    /// Its address.
+    pub fn address(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+}
+
+#[cfg(test)]
+mod refusing_port_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bound_port_that_never_listens_refuses_and_stays_taken() {
+        let port = RefusingPort::bind().expect("bind");
+        let address = port.address().expect("address");
+        let refused = tokio::net::TcpStream::connect(address).await;
+        assert_eq!(
+            refused.expect_err("refused").kind(),
+            std::io::ErrorKind::ConnectionRefused
+        );
+        assert!(std::net::TcpListener::bind(address).is_err(), "still held");
+    }
+}

@@ -1,9 +1,10 @@
 //! Test fixture for agents: a real Sentinel reverse listener and agent pool (the proxy's own
 //! code, no mocks) on a temp-dir Unix socket and a loopback TCP port, with helpers to send
 //! events to the agents that registered, push configuration, and stop and restart the proxy on
-//! the same addresses; plus [`AgentProcess`], which runs a built agent binary, collects its log
-//! and stops it with SIGTERM; and [`pki`], throw-away certificates for TLS tests. Used by the
-//! SDK's and the example agents' tests; agent authors can use it for theirs.
+//! the same addresses; plus [`AgentProcess`], which runs a built agent binary on test-support's
+//! supervisor and stops it with SIGTERM; and [`pki`], throw-away certificates for TLS tests.
+//! Waiting is test-support's [`eventually`]. Used by the SDK's and the example agents' tests;
+//! agent authors can use it for theirs.
 #![allow(
     clippy::disallowed_methods,
     reason = "test support: it writes PEM fixtures before anything runs"
@@ -20,8 +21,14 @@ use std::time::Duration;
 use sentinel::reverse::{RegistrationStats, RegistrationStatsSnapshot};
 use sentinel::ReverseConnectionListener;
 use sentinel_agent_protocol::{BodyChunk, RequestHeaders, ResponseHeaders};
+use sentinel_test_support::process::{ProcessSpec, Stream, Supervised};
+use sentinel_test_support::wait::wait_for;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// The one `eventually` of the tests (test-support's): async conditions, a deadline, and what
+/// was awaited in the panic.
+pub use sentinel_test_support::wait::eventually;
 
 pub use sentinel::pool::{AgentSnapshot, PoolSettings};
 pub use sentinel::reverse::{ReverseTls, TlsFiles};
@@ -30,7 +37,7 @@ pub use sentinel::{
     TokenSource,
 };
 
-/// How long [`eventually`] waits before failing the test.
+/// How long the fixtures wait for a condition before failing the test.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A running proxy side: listener + pool.
@@ -165,10 +172,9 @@ impl TestProxy {
     /// Waits until the pool holds exactly `n` connections; fails the test after [`PATIENCE`].
     pub async fn wait_for_connections(&self, n: usize) {
         let pool = self.pool.clone();
-        eventually(
-            || pool.connection_count() == n,
-            &format!("{n} agent connections"),
-        )
+        eventually(&format!("{n} agent connections"), PATIENCE, || {
+            std::future::ready(pool.connection_count() == n)
+        })
         .await;
     }
 
@@ -215,33 +221,32 @@ impl Drop for TestProxy {
     }
 }
 
-/// Polls `condition` every 5 ms; panics naming `what` after [`PATIENCE`].
-pub async fn eventually(mut condition: impl FnMut() -> bool, what: &str) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {PATIENCE:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+/// Header pairs as the protocol carries them.
+pub fn header_pairs(headers: &[(&str, &str)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+/// A request's headers message: HTTP/1.1 from `127.0.0.1:40000` on route `default`, request
+/// id 0, no body; tests that need other values override fields with `..request_headers(…)`.
+pub fn request_headers(method: &str, uri: &str, headers: &[(&str, &str)]) -> RequestHeaders {
+    RequestHeaders {
+        request_id: 0,
+        method: method.into(),
+        uri: uri.into(),
+        version: "HTTP/1.1".into(),
+        headers: header_pairs(headers),
+        client_addr: "127.0.0.1:40000".into(),
+        route: "default".into(),
+        has_body: false,
     }
 }
 
 /// A RequestHeaders event (`has_body` false).
 pub fn request(method: &str, uri: &str, headers: &[(&str, &str)]) -> Event {
-    Event::RequestHeaders(RequestHeaders {
-        request_id: 0,
-        method: method.into(),
-        uri: uri.into(),
-        version: "HTTP/1.1".into(),
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
-        client_addr: "127.0.0.1:40000".into(),
-        route: "default".into(),
-        has_body: false,
-    })
+    Event::RequestHeaders(request_headers(method, uri, headers))
 }
 
 /// A RequestHeaders event announcing a body.
@@ -270,95 +275,82 @@ pub fn response(status: u16, headers: &[(&str, &str)]) -> Event {
     Event::ResponseHeaders(ResponseHeaders {
         request_id: 0,
         status,
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
+        headers: header_pairs(headers),
         has_body: false,
     })
 }
 
-/// An agent binary running as a child process, with its stderr (the log) collected.
-/// Killed when dropped.
+/// An agent binary running as a child process (test-support's supervisor: its own process
+/// group, its output kept), with its stderr (the log) readable. Killed when dropped.
 pub struct AgentProcess {
-    child: tokio::process::Child,
-    log: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
+    inner: Supervised,
 }
 
 impl AgentProcess {
     /// Starts `program` with `args` and extra environment variables; `RUST_LOG` defaults to
     /// `info`.
     pub fn spawn(program: &str, args: &[&str], envs: &[(&str, &str)]) -> AgentProcess {
-        let mut command = tokio::process::Command::new(program);
-        command
-            .args(args)
-            .env("RUST_LOG", "info")
-            .envs(envs.iter().copied())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().expect("the agent binary starts");
-        let log = Arc::new(Mutex::new(String::new()));
-        let reader = child.stderr.take().map(|stderr| {
-            let log = log.clone();
-            tokio::spawn(async move {
-                use tokio::io::AsyncBufReadExt;
-                let mut lines = tokio::io::BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut log = log.lock().expect("log");
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            })
-        });
-        AgentProcess { child, log, reader }
+        let spec = envs.iter().fold(
+            ProcessSpec::new(program, program)
+                .args(args)
+                .env("RUST_LOG", "info"),
+            |spec, (key, value)| spec.env(key, value),
+        );
+        let inner = Supervised::spawn(spec).unwrap_or_else(|e| panic!("{e}"));
+        AgentProcess { inner }
+    }
+
+    /// Starts the agent binary `program` dialling `connect` (`unix:…`, `tcp:…`, `tls:…`) as
+    /// `agent_id`, with the further flags `extra` and environment `envs`.
+    pub fn dial(
+        program: &str,
+        connect: &str,
+        agent_id: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> AgentProcess {
+        let args: Vec<&str> = ["--connect", connect, "--agent-id", agent_id]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        AgentProcess::spawn(program, &args, envs)
     }
 
     /// Everything the agent logged so far (all of it once it has exited).
     pub fn log(&self) -> String {
-        self.log.lock().expect("log").clone()
+        self.inner.log().text(Stream::Stderr)
     }
 
     /// Waits until the log contains `needle`; panics with the log after [`PATIENCE`].
     pub async fn wait_for_log(&self, needle: &str) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while !self.log().contains(needle) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the agent never logged {needle:?}; its log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let log = self.inner.log().clone();
+        let what = format!("{needle:?} in the agent's log");
+        let found = wait_for(&what, PATIENCE, || std::future::ready(log.contains(needle)));
+        if let Err(e) = found.await {
+            panic!("{e}; its log:\n{}", self.log());
         }
     }
 
     /// Sends SIGTERM and waits for the process to exit; panics if it takes longer than `within`.
     pub async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
-        let pid = self.child.id().expect("the agent is still running");
-        let sent = tokio::process::Command::new("sh")
-            .args(["-c", &format!("kill -TERM {pid}")])
-            .status()
-            .await
-            .expect("sh runs kill");
-        assert!(sent.success(), "kill -TERM {pid} failed");
+        let sent = self.inner.signal(libc::SIGTERM);
+        sent.unwrap_or_else(|e| panic!("{e}"));
         self.wait(within).await
     }
 
     /// Waits for the process to exit on its own (e.g. after a configuration error), then for
     /// the rest of its log; panics if it takes longer than `within`.
     pub async fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
-        let status = match tokio::time::timeout(within, self.child.wait()).await {
-            Ok(status) => status.expect("wait for the agent"),
-            Err(_) => panic!(
-                "the agent did not exit within {within:?}; its log:\n{}",
-                self.log()
-            ),
+        let status = match self.inner.wait_exit(within).await {
+            Ok(status) => status,
+            Err(e) => panic!("{e}; its log:\n{}", self.log()),
         };
-        if let Some(reader) = self.reader.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
-        }
+        let log = self.inner.log().clone();
+        // The pipes close with the process; their last lines may still be on the way.
+        let drained = wait_for("the agent's log to be read", Duration::from_secs(2), || {
+            std::future::ready(log.drained())
+        });
+        let _ = drained.await;
         status
     }
 }

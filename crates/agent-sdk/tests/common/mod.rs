@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sentinel_agent_sdk::prelude::*;
-use sentinel_agent_sdk::{BackoffConfig, CancellationToken, RunnerEvent};
+use sentinel_agent_sdk::{BackoffConfig, CancellationToken, Disconnect, RunnerEvent};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -222,6 +222,31 @@ impl<A> Running<A> {
         tokio::time::timeout(sentinel_agent_testkit::PATIENCE, wait)
             .await
             .expect("the expected runner event")
+    }
+
+    /// A pushed configuration applied once, then recognised as unchanged `unchanged` times
+    /// (once for each further connection that received it).
+    pub async fn config_applied_then_unchanged(&mut self, unchanged: usize) {
+        self.next_event(|e| matches!(e, RunnerEvent::ConfigApplied))
+            .await;
+        for _ in 0..unchanged {
+            self.next_event(|e| matches!(e, RunnerEvent::ConfigUnchanged))
+                .await;
+        }
+    }
+
+    /// The next `Disconnected` event (others are skipped) and its reason.
+    pub async fn next_disconnect(&mut self) -> (RunnerEvent, Disconnect) {
+        let event = self
+            .next_event(|e| matches!(e, RunnerEvent::Disconnected { .. }))
+            .await;
+        match &event {
+            RunnerEvent::Disconnected { reason, .. } => {
+                let reason = reason.clone();
+                (event, reason)
+            }
+            other => unreachable!("next_event matched {other:?}"),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! driver runs as a child process in its own group (killed, browser included, when dropped).
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,7 +13,9 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::e2e_support::{free_port, Http, Process, PATIENCE};
+use sentinel_test_support::wait::eventually;
+
+use crate::e2e_support::{Http, Process, PATIENCE};
 
 /// Where Debian installs them.
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -87,32 +90,25 @@ impl Browser {
             );
         }
         let profile = tempfile::tempdir().expect("browser profile dir");
-        for attempt in 1..=3 {
-            let address = free_port();
-            let driver = Process::spawn(
-                "chromedriver",
-                &PathBuf::from(CHROMEDRIVER),
-                &[format!("--port={}", address.port())],
-                &[],
-            );
-            let http = Http::new(address);
-            if !wait_ready(&http).await {
-                assert!(
-                    attempt < 3,
-                    "chromedriver did not become ready\n{}",
-                    driver.output()
-                );
-                continue;
-            }
-            let session = new_session(&http, profile.path(), width, height, &driver).await;
-            return Browser {
-                driver,
-                http,
-                session,
-                _profile: profile,
-            };
+        // Port 0: chromedriver binds a free port and names it in its start line.
+        let mut driver = Process::spawn(
+            "chromedriver",
+            &PathBuf::from(CHROMEDRIVER),
+            &["--port=0".to_string()],
+            &[],
+        );
+        driver.wait_for_log(STARTED_ON_PORT).await;
+        let port = driver_port(&driver.stdout())
+            .unwrap_or_else(|| panic!("no port in chromedriver's start line\n{}", driver.output()));
+        let http = Http::new(SocketAddr::from(([127, 0, 0, 1], port)));
+        wait_ready(&http).await;
+        let session = new_session(&http, profile.path(), width, height, &driver).await;
+        Browser {
+            driver,
+            http,
+            session,
+            _profile: profile,
         }
-        unreachable!("the loop returns or panics")
     }
 
     async fn command(&self, method: Method, path: &str, body: Value) -> Value {
@@ -228,21 +224,31 @@ impl Browser {
     }
 }
 
-async fn wait_ready(http: &Http) -> bool {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::time::Instant::now() < deadline {
-        if let Ok(reply) = http
+/// What chromedriver prints once it listens, followed by the port.
+const STARTED_ON_PORT: &str = "started successfully on port ";
+
+/// The port of chromedriver's start line in `output`.
+fn driver_port(output: &str) -> Option<u16> {
+    let (_, rest) = output.split_once(STARTED_ON_PORT)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Waits until the driver's `/status` says it is ready.
+async fn wait_ready(http: &Http) {
+    eventually("chromedriver to become ready", PATIENCE, || async {
+        let Ok(reply) = http
             .try_send(Method::GET, "/status", &[], Bytes::new())
             .await
-        {
-            let value: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-            if value["value"]["ready"] == true {
-                return true;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
+        else {
+            return false;
+        };
+        let value: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+        value["value"]["ready"] == true
+    })
+    .await;
 }
 
 async fn new_session(

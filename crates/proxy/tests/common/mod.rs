@@ -18,6 +18,9 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
+// The one `eventually` of the test support, for the test files that `use common::*`.
+pub use sentinel_test_support::wait::eventually;
+
 /// Which socket a test agent dials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
@@ -110,10 +113,9 @@ impl Proxy {
     /// Waits until the pool holds `n` connections.
     pub async fn wait_for_connections(&self, n: usize) {
         let pool = self.pool.clone();
-        eventually(
-            move || pool.connection_count() == n,
-            "pool connection count",
-        )
+        eventually("pool connection count", CONDITION_TIMEOUT, move || {
+            std::future::ready(pool.connection_count() == n)
+        })
         .await;
     }
 }
@@ -125,16 +127,8 @@ pub fn default_logical() -> Vec<LogicalAgent> {
     ]
 }
 
-pub async fn eventually(mut condition: impl FnMut() -> bool, what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
+/// How long a condition of these in-process tests may take to hold.
+pub const CONDITION_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct TestAgent {
     pub framed: Framed<BoxedStream, FrameCodec>,

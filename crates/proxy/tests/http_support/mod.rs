@@ -25,6 +25,7 @@ use sentinel::pool::PoolSettings;
 use sentinel::state::ProxyState;
 use sentinel::telemetry::Metrics;
 use sentinel_agent_protocol::{AgentPattern, Message, Pong, RegistrationRequest};
+use sentinel_test_support::ports::RefusingPort;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -252,10 +253,12 @@ async fn answer(
     response
 }
 
-/// An address nothing listens on (bound, then released).
-pub async fn dead_address() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
+/// An address nothing listens on: connections are refused for as long as the returned port
+/// is held, and no other process can take it meanwhile.
+pub fn dead_address() -> (RefusingPort, SocketAddr) {
+    let port = RefusingPort::bind().expect("bind a refusing port");
+    let address = port.address().expect("its address");
+    (port, address)
 }
 
 // ---------------------------------------------------------------- agents

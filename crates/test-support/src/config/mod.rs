@@ -185,3 +185,62 @@ pub(crate) fn path_value(path: &Path) -> Value {
 
 #[cfg(test)]
 mod tests;
+
+// Added for the proxy tests' fixtures (kept apart from the block above so that branches
+// extending the builder merge cleanly).
+impl ProxyConfig {
+    /// This configuration with everything `more` sets added: its listeners, upstreams, agents
+    /// and routes after these, and its single blocks and settings (reverse listener, admin,
+    /// comment, durations) where it sets them. How a fixture's base takes a test's part (its
+    /// agents and routes) without knowing it.
+    pub fn extend(mut self, more: ProxyConfig) -> Self {
+        self.listeners.extend(more.listeners);
+        self.upstreams.extend(more.upstreams);
+        self.agents.extend(more.agents);
+        self.routes.extend(more.routes);
+        self.comment = more.comment.or(self.comment);
+        self.reverse_listener = more.reverse_listener.or(self.reverse_listener);
+        self.admin = more.admin.or(self.admin);
+        self.shutdown_grace = more.shutdown_grace.or(self.shutdown_grace);
+        self.wait_for_agents = more.wait_for_agents.or(self.wait_for_agents);
+        self
+    }
+}
+
+#[cfg(test)]
+mod extend_tests {
+    use super::*;
+
+    #[test]
+    fn extending_appends_lists_and_takes_the_blocks_set() {
+        let base = ProxyConfig::new()
+            .reverse_listener(ReverseListener::unix("/tmp/a.sock"))
+            .listener(Listener::new("http", "127.0.0.1:0"))
+            .upstream(Upstream::new("backend", "127.0.0.1:9"))
+            .route(Route::new("first", "backend"))
+            .shutdown_grace(Duration::from_secs(30));
+        let more = ProxyConfig::new()
+            .agent(Agent::new("waf"))
+            .route(Route::new("second", "backend"))
+            .shutdown_grace(Duration::from_secs(5));
+        let expected = ProxyConfig::new()
+            .reverse_listener(ReverseListener::unix("/tmp/a.sock"))
+            .listener(Listener::new("http", "127.0.0.1:0"))
+            .upstream(Upstream::new("backend", "127.0.0.1:9"))
+            .agent(Agent::new("waf"))
+            .route(Route::new("first", "backend"))
+            .route(Route::new("second", "backend"))
+            .shutdown_grace(Duration::from_secs(5));
+        assert_eq!(base.extend(more), expected);
+    }
+
+    #[test]
+    fn extending_a_reverse_listener_appends_its_directives() {
+        let extended =
+            ReverseListener::unix("/tmp/a.sock").extend(ReverseListener::new().require_auth(true));
+        assert_eq!(
+            extended,
+            ReverseListener::unix("/tmp/a.sock").require_auth(true)
+        );
+    }
+}

@@ -239,3 +239,14 @@ impl ReverseListener {
             .children(self.directives.iter().cloned())
     }
 }
+
+// Added for the proxy tests' fixtures (kept apart from the block above so that branches
+// extending the builder merge cleanly).
+impl ReverseListener {
+    /// Appends the directives of `more` after this block's own: how a fixture's base block
+    /// takes a test's extra settings (a `tcp-address`, tokens) without knowing them.
+    pub fn extend(mut self, more: ReverseListener) -> Self {
+        self.directives.extend(more.directives);
+        self
+    }
+}

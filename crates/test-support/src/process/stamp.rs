@@ -4,6 +4,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::ports::strip_ansi;
+
 /// The RFC 3339 UTC timestamp a `tracing` formatter starts a line with
 /// (`2026-12-02T14:55:01.123456Z`), ANSI colour codes ignored; `None` if the line has none.
 pub fn stamped_at(line: &str) -> Option<SystemTime> {
@@ -28,24 +30,6 @@ pub fn stamped_after(line: &str, since: SystemTime) -> Option<Duration> {
             .duration_since(since)
             .unwrap_or(Duration::ZERO),
     )
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut plain = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC '[' parameters, ended by a letter.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.

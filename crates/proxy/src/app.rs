@@ -30,14 +30,15 @@ pub enum StartError {
     #[error(transparent)]
     ReverseListener(#[from] ListenerError),
     /// An HTTP or admin address could not be bound.
-    #[error("cannot listen on {address} ({what}): {source}")]
+    /// The cause is in the message and not chained as a `source`, so it is said once.
+    #[error("cannot listen on {address} ({what}): {reason}")]
     Bind {
         /// Which listener.
         what: String,
         /// The address.
         address: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -117,7 +118,7 @@ impl RunningProxy {
             let socket = readiness::bind(listener.address).map_err(|source| StartError::Bind {
                 what: what.clone(),
                 address: listener.address,
-                source,
+                reason: source,
             })?;
             http.push((what, listener.address, socket));
         }
@@ -139,7 +140,7 @@ impl RunningProxy {
             let bind_error = |source| StartError::Bind {
                 what: what.clone(),
                 address,
-                source,
+                reason: source,
             };
             http_addresses.push(socket.local_addr().map_err(bind_error)?);
             if wait_for_agents.is_zero() || readiness::agents_connected(&state) {
@@ -333,7 +334,7 @@ async fn bind(what: &str, address: SocketAddr) -> Result<TcpListener, StartError
         .map_err(|source| StartError::Bind {
             what: what.to_string(),
             address,
-            source,
+            reason: source,
         })
 }
 

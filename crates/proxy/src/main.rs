@@ -119,7 +119,19 @@ fn config_path(path: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 
 fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
     let path = config_path(path)?;
-    config::load(&path)?;
+    let config = config::load(&path)?;
+    // A warning, not an error: the directory may be created at start (systemd's
+    // RuntimeDirectory=), but a reader trying the file now wants to know.
+    let socket = config
+        .reverse_listener
+        .as_ref()
+        .and_then(|r| r.path.as_deref());
+    if let Some(problem) = socket.and_then(sentinel::reverse::socket_directory_problem) {
+        eprintln!(
+            "sentinel: warning: the agent socket {} cannot be created now: {problem}",
+            socket.map(|p| p.display().to_string()).unwrap_or_default()
+        );
+    }
     println!("{}: configuration is valid", path.display());
     Ok(())
 }

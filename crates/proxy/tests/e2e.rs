@@ -824,3 +824,49 @@ async fn check_accepts_a_good_file_and_points_at_the_error_in_a_bad_one() {
         "expected {prefix}LINE:COLUMN in: {stderr}"
     );
 }
+
+#[test]
+fn a_missing_socket_directory_is_named_once_with_what_to_do() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("not-created-yet");
+    let file = dir.path().join("sentinel.kdl");
+    let text = e2e_support::config(
+        &missing.join("agents.sock"),
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:19000".parse().unwrap(),
+        &Default::default(),
+        &Policy::new().route(route("all", "/", &[])),
+    );
+    std::fs::write(&file, text.render()).unwrap();
+    let sentinel = |args: &[&str]| {
+        std::process::Command::new(sentinel_binary())
+            .args(args)
+            .arg(&file)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run sentinel")
+    };
+
+    // `check` accepts the file (the directory may be created at start) but warns.
+    let out = sentinel(&["check", "--config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let missing_text = format!("{} does not exist", missing.display());
+    assert!(
+        stderr.contains("warning") && stderr.contains(&missing_text),
+        "{stderr}"
+    );
+    assert!(stderr.contains("mkdir -p"), "{stderr}");
+
+    // Running refuses to start, says why once, and what to do.
+    let out = sentinel(&["--config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "started without its socket directory"
+    );
+    assert_eq!(stderr.matches(&missing_text).count(), 1, "{stderr}");
+    assert!(stderr.contains("mkdir -p"), "{stderr}");
+    assert_eq!(stderr.matches("os error").count(), 0, "{stderr}");
+}

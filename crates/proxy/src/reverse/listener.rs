@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::handshake::{run_handshake, HandshakeContext};
 use super::pending::PendingHandshakes;
 use super::uds::{bind_uds, SocketFile};
+use super::SocketDirectoryProblem;
 use super::{
     InvalidReverseListener, RegistrationStats, RegistrationValidator, Reloadable,
     ReverseListenerConfig, TlsSlot,
@@ -36,13 +37,22 @@ pub enum ListenerError {
     /// The path exists and is not a socket; it is left untouched.
     #[error("{0} exists and is not a socket; refusing to replace it")]
     NotASocket(PathBuf),
-    /// Binding failed.
-    #[error("cannot listen on {address}: {source}")]
+    /// The socket's directory is missing or cannot be written.
+    #[error("cannot listen on {path}: {problem}")]
+    SocketDirectory {
+        /// The socket path.
+        path: PathBuf,
+        /// What is wrong with its directory, and what to do.
+        problem: SocketDirectoryProblem,
+    },
+    /// Binding failed. The cause is in the message and not chained as a `source`, so a
+    /// report that prints the chain says it once.
+    #[error("cannot listen on {address}: {reason}")]
     Bind {
         /// The path or address.
         address: String,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -70,7 +80,7 @@ impl ReverseConnectionListener {
                 Some(address) => Some(TcpListener::bind(address).await.map_err(|source| {
                     ListenerError::Bind {
                         address: address.to_string(),
-                        source,
+                        reason: source,
                     }
                 })?),
                 None => None,

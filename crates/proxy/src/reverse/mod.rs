@@ -26,6 +26,7 @@ pub use reloadable::Reloadable;
 pub use stats::{RegistrationStats, RegistrationStatsSnapshot};
 pub use throttle::{ThrottleSettings, ThrottleSnapshot};
 pub use tls::{ClientIdentity, ReverseTls, TlsError, TlsFiles, TlsSlot};
+pub use uds::{socket_directory_problem, SocketDirectoryProblem};
 pub use validator::{RegistrationValidator, Rejection};
 
 // For `crate::fuzzing`, which drives one connection's handshake without the accept loop.

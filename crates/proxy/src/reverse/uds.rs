@@ -37,14 +37,20 @@ pub(crate) fn bind_uds(
     path: &Path,
     mode: u32,
 ) -> Result<(UnixListener, SocketFile), ListenerError> {
+    if let Some(problem) = socket_directory_problem(path) {
+        return Err(ListenerError::SocketDirectory {
+            path: path.to_path_buf(),
+            problem,
+        });
+    }
     remove_stale_socket(path)?;
     let listener = UnixListener::bind(path).map_err(|source| ListenerError::Bind {
         address: path.display().to_string(),
-        source,
+        reason: source,
     })?;
     let io_error = |source| ListenerError::Bind {
         address: path.display().to_string(),
-        source,
+        reason: source,
     };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_error)?;
     let inode = std::fs::symlink_metadata(path).map_err(io_error)?.ino();
@@ -57,6 +63,41 @@ pub(crate) fn bind_uds(
     ))
 }
 
+/// What keeps a socket from being created at `path` because of its directory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SocketDirectoryProblem {
+    /// The directory does not exist.
+    #[error(
+        "the directory {0} does not exist; create it (`mkdir -p {0}`, owned by the user \
+         sentinel runs as) or set `path` to a socket in an existing directory"
+    )]
+    Missing(PathBuf),
+    /// The directory exists but this process cannot create files in it.
+    #[error(
+        "the directory {0} is not writable by this user; make it writable for the user \
+         sentinel runs as or set `path` to a socket in a directory it can write"
+    )]
+    NotWritable(PathBuf),
+}
+
+/// Checks the directory a Unix socket at `path` would be created in. `sentinel check` warns
+/// with it; binding refuses with it.
+pub fn socket_directory_problem(path: &Path) -> Option<SocketDirectoryProblem> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Some(SocketDirectoryProblem::Missing(dir.to_path_buf()));
+    }
+    let Ok(dir_c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return None;
+    };
+    // SAFETY: `dir_c` is a valid NUL-terminated string that outlives the call.
+    let writable = unsafe { libc::access(dir_c.as_ptr(), libc::W_OK | libc::X_OK) } == 0;
+    (!writable).then(|| SocketDirectoryProblem::NotWritable(dir.to_path_buf()))
+}
+
 fn remove_stale_socket(path: &Path) -> Result<(), ListenerError> {
     let metadata = match std::fs::symlink_metadata(path) {
         Ok(metadata) => metadata,
@@ -64,7 +105,7 @@ fn remove_stale_socket(path: &Path) -> Result<(), ListenerError> {
         Err(source) => {
             return Err(ListenerError::Bind {
                 address: path.display().to_string(),
-                source,
+                reason: source,
             })
         }
     };
@@ -77,12 +118,12 @@ fn remove_stale_socket(path: &Path) -> Result<(), ListenerError> {
             tracing::info!(path = %path.display(), "removing stale agent socket");
             std::fs::remove_file(path).map_err(|source| ListenerError::Bind {
                 address: path.display().to_string(),
-                source,
+                reason: source,
             })
         }
         Err(source) => Err(ListenerError::Bind {
             address: path.display().to_string(),
-            source,
+            reason: source,
         }),
     }
 }

@@ -26,18 +26,27 @@ use sentinel::config;
 )]
 struct Cli {
     /// Configuration file (KDL); same as `sentinel run --config FILE`.
-    #[arg(long, global = true)]
+    #[arg(long)]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
+/// The configuration file of `run` and `check`. Only the commands that read it take it, so
+/// `sentinel demo --config FILE` is refused rather than silently ignored.
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Configuration file (KDL).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy (the default).
-    Run,
+    Run(ConfigArg),
     /// Validate the configuration file and exit: 0 if valid, 1 with the error otherwise.
-    Check,
+    Check(ConfigArg),
     /// Run the whole system on built-in defaults: proxy, an upstream, the waf and auth agents,
     /// sample traffic, and a table of what each agent decided.
     Demo {
@@ -70,11 +79,14 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(!matches!(
         cli.command,
-        None | Some(Command::Run | Command::Check)
+        None | Some(Command::Run(_) | Command::Check(_))
     ));
-    let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Check => check(cli.config),
-        Command::Run => runtime().and_then(|rt| rt.block_on(run(cli.config))),
+    let command = cli
+        .command
+        .unwrap_or(Command::Run(ConfigArg { config: None }));
+    let result = match command {
+        Command::Check(arg) => check(arg.config.or(cli.config)),
+        Command::Run(arg) => runtime().and_then(|rt| rt.block_on(run(arg.config.or(cli.config)))),
         Command::Demo { keep_running } => {
             runtime().and_then(|rt| rt.block_on(cli::demo::run(keep_running)))
         }

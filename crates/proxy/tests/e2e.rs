@@ -870,3 +870,34 @@ fn a_missing_socket_directory_is_named_once_with_what_to_do() {
     assert!(stderr.contains("mkdir -p"), "{stderr}");
     assert_eq!(stderr.matches("os error").count(), 0, "{stderr}");
 }
+
+#[test]
+fn only_the_commands_that_read_a_configuration_take_config() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(sentinel_binary())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run sentinel")
+    };
+    // `demo` runs on built-in defaults: a --config there would be ignored, so it is refused.
+    let out = run(&["demo", "--config", "mine.kdl"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "demo accepted --config: {stderr}");
+    assert!(
+        stderr.contains("unexpected argument '--config'"),
+        "{stderr}"
+    );
+    // `check` takes it before or after the subcommand (and reads it: the file is missing).
+    for args in [
+        ["check", "--config", "missing.kdl"],
+        ["--config", "missing.kdl", "check"],
+    ] {
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("missing.kdl"),
+            "{stderr}"
+        );
+    }
+}

@@ -395,9 +395,14 @@ impl AgentPool {
             connection.start_draining("shutdown", grace);
         }
         wait_for_idle(&connections, grace).await;
-        for connection in self.all_connections() {
+        let connections = self.all_connections();
+        for connection in &connections {
             connection.close();
         }
+        // The GoAways queued above go out before the process may exit; each writer gives up
+        // on its last frames after a second, so this wait is bounded too.
+        let written = futures::future::join_all(connections.iter().map(|c| c.written()));
+        let _ = tokio::time::timeout(WRITERS_FINISHING, written).await;
     }
 
     /// Whether [`AgentPool::shutdown`] has begun.
@@ -405,6 +410,10 @@ impl AgentPool {
         self.inner.shutting_down.load(Ordering::Acquire)
     }
 }
+
+/// Longest [`AgentPool::shutdown`] waits for the writers after closing: a writer's own bound on
+/// its final flush, plus scheduling slack.
+const WRITERS_FINISHING: Duration = Duration::from_secs(2);
 
 async fn wait_for_idle(connections: &[Arc<AgentConnection>], grace: Duration) {
     futures::future::join_all(connections.iter().map(|c| c.idle_or_closed(grace))).await;

@@ -59,6 +59,8 @@ pub struct AgentConnection {
     outbound: mpsc::Sender<Frame>,
     draining: AtomicBool,
     closed: CancellationToken,
+    /// Cancelled once the writer task has ended (its last frames sent or given up on).
+    written: CancellationToken,
     config: Mutex<Option<Value>>,
     counters: ConnectionCounters,
 }
@@ -91,6 +93,7 @@ impl AgentConnection {
             outbound,
             draining: AtomicBool::new(false),
             closed: CancellationToken::new(),
+            written: CancellationToken::new(),
             config: Mutex::new(config),
             counters: ConnectionCounters::default(),
         });
@@ -184,6 +187,13 @@ impl AgentConnection {
     pub(crate) fn close(&self) {
         self.closed.cancel();
         self.forget_all_replies();
+    }
+
+    /// Resolves once the writer task has ended: after [`AgentConnection::close`], what was
+    /// still queued (a GoAway) has been written, within the writer's final-flush bound. A
+    /// process about to exit waits for this, or its last frames could be lost with it.
+    pub(crate) async fn written(&self) {
+        self.written.cancelled().await
     }
 
     pub(crate) fn record_reply(&self, reply: &AgentReply) {

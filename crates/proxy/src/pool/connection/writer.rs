@@ -94,6 +94,7 @@ pub(super) async fn write_loop(
     writer: Writer,
     write_timeout: Duration,
 ) {
+    let _written = connection.written.clone().drop_guard();
     let closed = connection.closed.cancelled();
     match writer.run(outbound, write_timeout, closed).await {
         Ok(()) => {}

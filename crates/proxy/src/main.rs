@@ -138,11 +138,13 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
         .reverse_listener
         .as_ref()
         .and_then(|r| r.path.as_deref());
-    if let Some(problem) = socket.and_then(sentinel::reverse::socket_directory_problem) {
-        eprintln!(
-            "sentinel: warning: the agent socket {} cannot be created now: {problem}",
-            socket.map(|p| p.display().to_string()).unwrap_or_default()
-        );
+    if let Some(socket) = socket {
+        if let Some(problem) = sentinel::reverse::socket_directory_problem(socket) {
+            eprintln!(
+                "sentinel: warning: the agent socket {} cannot be created now: {problem}",
+                socket.display()
+            );
+        }
     }
     println!("{}: configuration is valid", path.display());
     Ok(())

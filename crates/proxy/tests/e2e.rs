@@ -752,14 +752,7 @@ async fn demo_runs_and_prints_its_table() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_accepts_a_good_file_and_points_at_the_error_in_a_bad_one() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let check = |path: &std::path::Path| {
-        std::process::Command::new(sentinel_binary())
-            .args(["check", "--config"])
-            .arg(path)
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run sentinel check")
-    };
+    let check = |path: &std::path::Path| sentinel_output(&["check", "--config"], Some(path));
 
     let good = dir.path().join("good.kdl");
     let policy = Policy::new()
@@ -839,14 +832,7 @@ fn a_missing_socket_directory_is_named_once_with_what_to_do() {
         &Policy::new().route(route("all", "/", &[])),
     );
     std::fs::write(&file, text.render()).unwrap();
-    let sentinel = |args: &[&str]| {
-        std::process::Command::new(sentinel_binary())
-            .args(args)
-            .arg(&file)
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run sentinel")
-    };
+    let sentinel = |args: &[&str]| sentinel_output(args, Some(&file));
 
     // `check` accepts the file (the directory may be created at start) but warns.
     let out = sentinel(&["check", "--config"]);
@@ -873,13 +859,7 @@ fn a_missing_socket_directory_is_named_once_with_what_to_do() {
 
 #[test]
 fn only_the_commands_that_read_a_configuration_take_config() {
-    let run = |args: &[&str]| {
-        std::process::Command::new(sentinel_binary())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run sentinel")
-    };
+    let run = |args: &[&str]| sentinel_output(args, None);
     // `demo` runs on built-in defaults: a --config there would be ignored, so it is refused.
     let out = run(&["demo", "--config", "mine.kdl"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -900,4 +880,14 @@ fn only_the_commands_that_read_a_configuration_take_config() {
             "{stderr}"
         );
     }
+}
+
+/// Runs the `sentinel` binary with `args` (then `file`, if any) to completion, uncoloured.
+fn sentinel_output(args: &[&str], file: Option<&std::path::Path>) -> std::process::Output {
+    let mut command = std::process::Command::new(sentinel_binary());
+    command.args(args).env("NO_COLOR", "1");
+    if let Some(file) = file {
+        command.arg(file);
+    }
+    command.output().expect("run sentinel")
 }

@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
 pub use reader::FrameReader;
-pub use writer::{FrameWriter, WriteError};
+pub use writer::{FrameWriter, WriteError, FINAL_FLUSH_TIMEOUT};
 
 use crate::{Frame, FrameCodec, ProtocolError};
 use reader::ReadState;

@@ -19,7 +19,7 @@ use crate::{Frame, FrameCodec, ProtocolError};
 const WRITE_HIGH_WATER: usize = 8 * 1024;
 
 /// Longest the frames still queued when a write loop ends may take to go out.
-const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+pub const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a batching write loop stopped before its queue closed.
 #[derive(Debug, thiserror::Error)]

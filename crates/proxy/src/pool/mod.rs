@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
+use sentinel_agent_protocol::io::FINAL_FLUSH_TIMEOUT;
 use sentinel_agent_protocol::CancelReason;
 use serde_json::Value;
 
@@ -400,7 +401,7 @@ impl AgentPool {
             connection.close();
         }
         // The GoAways queued above go out before the process may exit; each writer gives up
-        // on its last frames after a second, so this wait is bounded too.
+        // on its last frames after its final-flush bound, so this wait is bounded too.
         let written = futures::future::join_all(connections.iter().map(|c| c.written()));
         let _ = tokio::time::timeout(WRITERS_FINISHING, written).await;
     }
@@ -412,8 +413,8 @@ impl AgentPool {
 }
 
 /// Longest [`AgentPool::shutdown`] waits for the writers after closing: a writer's own bound on
-/// its final flush, plus scheduling slack.
-const WRITERS_FINISHING: Duration = Duration::from_secs(2);
+/// its final flush, plus as much again for scheduling.
+const WRITERS_FINISHING: Duration = FINAL_FLUSH_TIMEOUT.saturating_mul(2);
 
 async fn wait_for_idle(connections: &[Arc<AgentConnection>], grace: Duration) {
     futures::future::join_all(connections.iter().map(|c| c.idle_or_closed(grace))).await;

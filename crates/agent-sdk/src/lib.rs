@@ -73,6 +73,8 @@ pub use verdict::{Reply, Verdict};
 
 /// The protocol crate, for the message types handlers receive.
 pub use sentinel_agent_protocol as protocol;
+/// The JSON crate behind [`Agent::on_config`]'s `&Value`, so agents need no dependency of their own.
+pub use serde_json;
 /// The token type [`Runner::run`] stops on.
 pub use tokio_util::sync::CancellationToken;
 
@@ -83,4 +85,6 @@ pub mod prelude {
         ResponseHeadersExt, Runner, RunnerConfig, Verdict,
     };
     pub use sentinel_agent_protocol::{BodyChunk, RequestHeaders, ResponseHeaders};
+    /// The pushed configuration's type, as [`Agent::on_config`] receives it.
+    pub use serde_json::Value;
 }

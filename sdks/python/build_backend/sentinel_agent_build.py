@@ -85,6 +85,7 @@ def load_project(root: Path = ROOT) -> Project:
         raise BuildError(f"pyproject.toml [project] uses {', '.join(unsupported)}, which "
                          f"build_backend/sentinel_agent_build.py does not write: add it there")
     readme_text, readme_type = _readme(root, table.get("readme"))
+    extras, scripts = _table(table, "optional-dependencies"), _table(table, "scripts")
     return Project(
         name=_line(table, "name"),
         version=_line(table, "version"),
@@ -94,9 +95,8 @@ def load_project(root: Path = ROOT) -> Project:
         requires_python=_line(table, "requires-python", ""),
         license_text=_license(table.get("license")),
         dependencies=tuple(_strings(table, "dependencies")),
-        extras=tuple((_extra_name(extra), tuple(_strings(table["optional-dependencies"], extra)))
-                     for extra in table.get("optional-dependencies", {})),
-        scripts=tuple((name, _line(table["scripts"], name)) for name in table.get("scripts", {})),
+        extras=tuple((_extra_name(extra), tuple(_strings(extras, extra))) for extra in extras),
+        scripts=tuple((name, _line(scripts, name)) for name in scripts),
     )
 
 
@@ -104,6 +104,13 @@ def _line(table: dict, key: str, default: str | None = None) -> str:
     value = table.get(key, default)
     if not isinstance(value, str) or "\n" in value:
         raise BuildError(f"pyproject.toml: `{key}` must be a one-line string")
+    return value
+
+
+def _table(table: dict, key: str) -> dict:
+    value = table.get(key, {})
+    if not isinstance(value, dict):
+        raise BuildError(f"pyproject.toml: `[project.{key}]` must be a table")
     return value
 
 

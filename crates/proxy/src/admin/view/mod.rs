@@ -58,14 +58,13 @@ impl View {
         let problems = report.problems();
         let connections: usize = all_ids(report).map(|id| id.connections.len()).sum();
         let headline = format!(
-            "sentinel {}: {} logical agents, {} agent connections, {}",
+            "sentinel {}: {}, {}, {}",
             report.version,
-            report.agents.len(),
-            connections,
+            counted(report.agents.len(), "logical agent"),
+            counted(connections, "agent connection"),
             match problems.len() {
                 0 => "no problems".to_string(),
-                1 => "1 problem".to_string(),
-                n => format!("{n} problems"),
+                n => counted(n, "problem"),
             }
         );
         View {
@@ -127,6 +126,15 @@ pub fn render_text(view: &View) -> String {
         }
     }
     out
+}
+
+/// `1 problem`, `2 problems`.
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! count (every block and redirect, other actions only when they name a rule) is the caller's.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -60,7 +60,8 @@ pub fn rule_label(id: &str) -> Option<String> {
 pub(super) struct RuleDecisions {
     counters: Family<RuleLabels, Counter>,
     /// Logical agent name (from the configuration, so bounded) → its admitted rule labels.
-    admitted: Mutex<HashMap<String, HashSet<String>>>,
+    /// Read-mostly: written only when an agent names a rule for the first time.
+    admitted: RwLock<HashMap<String, HashSet<String>>>,
 }
 
 impl RuleDecisions {
@@ -90,13 +91,37 @@ impl RuleDecisions {
         }
     }
 
-    /// Replaces the labels `agent` may not have any more (over its cap) by [`OTHER_RULES`].
+    /// Replaces the labels `agent` may not have any more (over its cap) by [`OTHER_RULES`],
+    /// admitting new ones while there is room.
     fn bound(&self, agent: &str, labels: &mut [String]) {
-        // A poisoned lock only means another thread panicked mid-insert; the set is still valid.
-        let mut admitted = self
-            .admitted
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !self.bound_from_known(agent, labels) {
+            self.admit(agent, labels);
+        }
+    }
+
+    /// The common case, under the read lock: every label is known, or the agent is at its cap
+    /// (unknown labels become [`OTHER_RULES`]). `false` when a label may still be admitted.
+    fn bound_from_known(&self, agent: &str, labels: &mut [String]) -> bool {
+        // A poisoned lock only means another thread panicked mid-insert; the sets stay valid.
+        let admitted = self.admitted.read().unwrap_or_else(|p| p.into_inner());
+        let Some(known) = admitted.get(agent) else {
+            return false;
+        };
+        if known.len() < MAX_RULES_PER_AGENT {
+            return labels.iter().all(|l| known.contains(l.as_str()));
+        }
+        for label in labels.iter_mut() {
+            if !known.contains(label.as_str()) {
+                *label = OTHER_RULES.to_string();
+            }
+        }
+        true
+    }
+
+    /// Under the write lock: admits `agent`'s new labels up to its cap, the rest become
+    /// [`OTHER_RULES`].
+    fn admit(&self, agent: &str, labels: &mut [String]) {
+        let mut admitted = self.admitted.write().unwrap_or_else(|p| p.into_inner());
         let known = admitted.entry(agent.to_string()).or_default();
         for label in labels.iter_mut() {
             if known.contains(label.as_str()) {

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the proxy (prometheus-client): HTTP requests, agent decisions by
-//! action and by rule (the latter kept in `rules.rs`), agent latency, agent failures, registrations by outcome, live agent connections.
+//! action and by rule (the latter kept, bounded, in `rules.rs`), agent latency, agent failures,
+//! registrations by outcome, live agent connections.
 //! Values that already live elsewhere (registration counters, pool connections) are read at
 //! scrape time rather than duplicated. Each per-agent record also feeds the one-minute view of
 //! [`RecentDecisions`] (the status page), in the same call.
@@ -14,7 +15,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::recent::RecentDecisions;
-use super::rules::RuleDecisions;
+use super::rules::{RuleDecisions, MAX_RULES_PER_AGENT, OTHER_RULES};
 use crate::pool::AgentPool;
 use crate::reverse::RegistrationStats;
 
@@ -106,8 +107,8 @@ impl Metrics {
             .get()
     }
 
-    /// A decision of `agent` with `action`, counted under each rule id it names (bounded: see
-    /// [`super::rules`]), or under `(none)` when it names none. Called for every block and
+    /// A decision of `agent` with `action`, counted under each rule id it names (bounded, see
+    /// `rules.rs`), or under `(none)` when it names none. Called for every block and
     /// redirect, and for other actions only when they name a rule.
     pub fn record_rule_decision(&self, agent: &str, action: &str, rule_ids: &[String]) {
         self.rules.record(agent, action, rule_ids);
@@ -160,7 +161,7 @@ impl Metrics {
         );
         registry.register(
             "agent_rule_decisions",
-            "Agent decisions by the rule they name: every block and redirect, other actions when they name a rule; at most 100 rules per agent, the rest under rule=\"(other)\"",
+            format!("Agent decisions by the rule they name: every block and redirect, other actions when they name a rule; at most {MAX_RULES_PER_AGENT} rules per agent, the rest under rule=\"{OTHER_RULES}\""),
             self.rules.family(),
         );
         registry.register(

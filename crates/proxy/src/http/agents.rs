@@ -15,6 +15,7 @@ use sentinel_agent_protocol::{
     Action, BodyChunk, CancelReason, HeaderOp, HeaderPair, RequestHeaders, ResponseHeaders,
 };
 
+use super::audit::StopRecord;
 use super::headers::{apply_ops, to_pairs, MAX_HEADER_OPS};
 use crate::config::{Config, EventSet, FailureMode};
 use crate::pool::{AgentReply, AgentRequest, DispatchFailure, Event};
@@ -80,6 +81,8 @@ pub(crate) struct AgentChain {
     members: Vec<Member>,
     response_ops: Vec<HeaderOp>,
     end_reason: CancelReason,
+    /// The block or redirect that stopped the request, logged by [`AgentChain::log_stop`].
+    stopped: Option<Box<StopRecord>>,
 }
 
 /// Why an agent gave no verdict: the `reason` label of `agent_failures` and the `reason` field
@@ -132,7 +135,15 @@ impl AgentChain {
             members,
             response_ops: Vec::new(),
             end_reason: CancelReason::ClientDisconnected,
+            stopped: None,
         })
+    }
+
+    /// Logs the block or redirect that stopped the request on `route`, if one did.
+    pub(crate) fn log_stop(&self, route: &str) {
+        if let Some(record) = &self.stopped {
+            record.log(route);
+        }
     }
 
     /// Whether the route consults no agent at all.
@@ -329,6 +340,15 @@ impl AgentChain {
         };
         metrics.observe_agent_latency(&name, started.elapsed().as_secs_f64());
         metrics.record_decision(&name, decision.action.name());
+        // Allows without an audit record (the fast path) skip the per-rule counter.
+        let rule_ids = decision.audit.as_ref().map_or(&[][..], |a| &a.rule_ids[..]);
+        let stops = matches!(
+            decision.action,
+            Action::Block { .. } | Action::Redirect { .. }
+        );
+        if stops || !rule_ids.is_empty() {
+            metrics.record_rule_decision(&name, decision.action.name(), rule_ids);
+        }
         let last = match decision.action {
             Action::Allow => true,
             Action::Continue => false,
@@ -337,8 +357,8 @@ impl AgentChain {
                 body,
                 headers,
             } => {
-                let reason = decision.audit.as_ref().and_then(|a| a.reason.as_deref());
-                tracing::info!(agent = %name, status, reason, "request blocked");
+                let record = StopRecord::blocked(&name, status, decision.audit.as_ref());
+                self.stopped = Some(Box::new(record));
                 self.keep_response_ops(decision.response_headers);
                 self.members[i].request = None;
                 return Err(Stop::Block {
@@ -355,7 +375,9 @@ impl AgentChain {
                         "redirect location is not a valid header value",
                     );
                 }
-                tracing::info!(agent = %name, status, %location, "request redirected");
+                let audit = decision.audit.as_ref();
+                let record = StopRecord::redirected(&name, status, &location, audit);
+                self.stopped = Some(Box::new(record));
                 self.keep_response_ops(decision.response_headers);
                 self.members[i].request = None;
                 return Err(Stop::Redirect { location, status });

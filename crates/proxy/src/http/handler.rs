@@ -73,6 +73,7 @@ async fn proxy(
         }
         Err(failure) => {
             failure.log(&route.name);
+            chain.log_stop(&route.name);
             chain.set_end_reason(failure.cancel_reason());
             failure.into_response()
         }

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the proxy (prometheus-client): HTTP requests, agent decisions by
-//! action, agent latency, agent failures, registrations by outcome, live agent connections.
+//! action and by rule (the latter kept, bounded, in `rules.rs`), agent latency, agent failures,
+//! registrations by outcome, live agent connections.
 //! Values that already live elsewhere (registration counters, pool connections) are read at
 //! scrape time rather than duplicated. Each per-agent record also feeds the one-minute view of
 //! [`RecentDecisions`] (the status page), in the same call.
@@ -14,6 +15,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::recent::RecentDecisions;
+use super::rules::{RuleDecisions, MAX_RULES_PER_AGENT, OTHER_RULES};
 use crate::pool::AgentPool;
 use crate::reverse::RegistrationStats;
 
@@ -52,6 +54,7 @@ pub struct Metrics {
     agent_latency: Family<AgentLabels, Histogram>,
     agent_failures: Family<FailureLabels, Counter>,
     recent: RecentDecisions,
+    rules: RuleDecisions,
 }
 
 impl Default for Metrics {
@@ -67,6 +70,7 @@ impl Default for Metrics {
             }),
             agent_failures: Family::default(),
             recent: RecentDecisions::default(),
+            rules: RuleDecisions::default(),
         }
     }
 }
@@ -101,6 +105,13 @@ impl Metrics {
                 action: action.to_string(),
             })
             .get()
+    }
+
+    /// A decision of `agent` with `action`, counted under each rule id it names (bounded, see
+    /// `rules.rs`), or under `(none)` when it names none. Called for every block and
+    /// redirect, and for other actions only when they name a rule.
+    pub fn record_rule_decision(&self, agent: &str, action: &str, rule_ids: &[String]) {
+        self.rules.record(agent, action, rule_ids);
     }
 
     /// The time one event took to be decided by `agent`.
@@ -147,6 +158,11 @@ impl Metrics {
             "agent_decisions",
             "Agent decisions, by logical agent and action",
             self.decisions.clone(),
+        );
+        registry.register(
+            "agent_rule_decisions",
+            format!("Agent decisions by the rule they name: every block and redirect, other actions when they name a rule; at most {MAX_RULES_PER_AGENT} rules per agent, the rest under rule=\"{OTHER_RULES}\""),
+            self.rules.family(),
         );
         registry.register(
             "agent_decision_latency_seconds",

@@ -209,3 +209,35 @@ async fn continue_on_the_last_event_of_a_phase_speaks_up_once() {
         "{problems:?}"
     );
 }
+
+/// An agent connected under a typo: a reload that adds a matching pattern clears the problem,
+/// and one that takes it away again reports it at once, without the agent reconnecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_unmatches_a_connected_agent_says_so() {
+    let mut w = world(&[Event::RequestHeaders, Event::RequestBody]).await;
+    let _waf = w.waf("admin-gte-1", 1).await;
+    let matched = policy(&[Event::RequestHeaders, Event::RequestBody]);
+    let typo_tolerant = matched.clone().agent(
+        Agent::new("typos")
+            .agent_ids(["admin-gte-*"])
+            .events([Event::RequestHeaders, Event::RequestBody]),
+    );
+    w.proxy
+        .rewrite_config(&w.proxy.config_with(&typo_tolerant).render());
+    w.proxy.process.signal(libc::SIGHUP);
+    w.proxy.process.wait_for_log("reload complete").await;
+    assert!(problems_of(&w.status().await, "admin-gte-1").is_empty());
+
+    w.proxy
+        .rewrite_config(&w.proxy.config_with(&matched).render());
+    w.proxy.process.signal(libc::SIGHUP);
+    eventually("the reload to unmatch the agent", PATIENCE, || async {
+        problems_of(&w.status().await, "admin-gte-1") == [UNMATCHED]
+    })
+    .await;
+    assert_eq!(w.mismatches("-", "unmatched_agent_id").await, 2.0);
+    eventually("the second warning", PATIENCE, || async {
+        w.proxy.process.stderr().matches(UNMATCHED).count() == 2
+    })
+    .await;
+}

@@ -182,6 +182,14 @@ impl Default for UpstreamConfig {
 }
 
 impl EventSet {
+    /// Every kind of event.
+    pub const ALL: EventSet = EventSet {
+        request_headers: true,
+        request_body: true,
+        response_headers: true,
+        response_body: true,
+    };
+
     /// What an agent receives when its block names no `events`: request headers only.
     pub const REQUEST_HEADERS_ONLY: EventSet = EventSet {
         request_headers: true,
@@ -251,6 +259,7 @@ impl Config {
                 name: a.name.clone(),
                 agent_ids: a.agent_ids.clone(),
                 config: a.config.clone(),
+                events: a.events,
             })
             .collect()
     }

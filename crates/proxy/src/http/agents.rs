@@ -18,7 +18,7 @@ use sentinel_agent_protocol::{
 use super::audit::StopRecord;
 use super::headers::{apply_ops, to_pairs, MAX_HEADER_OPS};
 use crate::config::{Config, EventSet, FailureMode};
-use crate::pool::{AgentReply, AgentRequest, DispatchFailure, Event};
+use crate::pool::{AgentReply, AgentRequest, DispatchFailure, Event, EventKind};
 use crate::state::ProxyState;
 
 /// The two phases of a request.
@@ -186,6 +186,8 @@ impl AgentChain {
                 self.apply_request_ops(i, headers, &answer.request_ops);
                 if answer.last {
                     self.members[i].open = false;
+                } else {
+                    self.note_continue(i, EventKind::RequestHeaders);
                 }
             }
         }
@@ -274,6 +276,8 @@ impl AgentChain {
             if let Some(answer) = self.ask(i, event).await? {
                 if answer.last {
                     self.members[i].open = false;
+                } else {
+                    self.note_continue(i, EventKind::ResponseHeaders);
                 }
             }
         }
@@ -302,6 +306,25 @@ impl AgentChain {
                 skipped,
                 "invalid or framing response header operations ignored"
             );
+        }
+    }
+
+    /// Agent `i` answered `continue` to `headers`; the pool decides whether that was the last
+    /// event it is sent in the phase (then a mismatch: taken as allow).
+    fn note_continue(&self, i: usize, headers: EventKind) {
+        let member = &self.members[i];
+        // Most continues lead to a body the agent is sent: no need to ask the pool.
+        let body_sent = match headers {
+            EventKind::ResponseHeaders => member.events.response_body,
+            _ => member.events.request_body,
+        };
+        if body_sent {
+            return;
+        }
+        if let Some(request) = &member.request {
+            self.state
+                .pool()
+                .note_continue(&member.name, request.agent_id(), headers);
         }
     }
 

@@ -191,6 +191,11 @@ impl AgentRequest {
         self.connection.assigned_id()
     }
 
+    /// The registered agent id of that connection.
+    pub fn agent_id(&self) -> &str {
+        self.connection.agent_id()
+    }
+
     /// The `request_id` on that connection.
     pub fn request_id(&self) -> u64 {
         self.request_id

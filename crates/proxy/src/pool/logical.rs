@@ -4,6 +4,8 @@
 use sentinel_agent_protocol::AgentPattern;
 use serde_json::Value;
 
+use crate::config::EventSet;
+
 /// A configured logical agent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogicalAgent {
@@ -13,15 +15,19 @@ pub struct LogicalAgent {
     pub agent_ids: Vec<AgentPattern>,
     /// Configuration pushed to those agents (`None`: nothing to push).
     pub config: Option<Value>,
+    /// The events its agents are sent (what their declared capabilities are checked against).
+    pub events: EventSet,
 }
 
 impl LogicalAgent {
-    /// A logical agent served by ids matching `patterns`, without pushed config.
+    /// A logical agent served by ids matching `patterns`, without pushed config, sent every
+    /// kind of event.
     pub fn new(name: impl Into<String>, patterns: &[&str]) -> LogicalAgent {
         LogicalAgent {
             name: name.into(),
             agent_ids: patterns.iter().map(|p| AgentPattern::new(*p)).collect(),
             config: None,
+            events: EventSet::ALL,
         }
     }
 

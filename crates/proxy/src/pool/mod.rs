@@ -8,6 +8,7 @@ mod dispatch;
 mod health;
 mod in_flight;
 mod logical;
+mod mismatch;
 mod reservation;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +25,7 @@ pub(crate) use connection::{ConnectionIdentity, ConnectionSettings};
 pub use dispatch::{AgentReply, AgentRequest, DispatchError, DispatchFailure, Event};
 pub use health::{AgentHealth, AgentSnapshot, ConnectionSnapshot, CounterSnapshot};
 pub use logical::LogicalAgent;
+pub use mismatch::{EventKind, MismatchCause, NO_LOGICAL_AGENT};
 pub(crate) use reservation::ConnectionLimits;
 
 /// Connection behaviour shared by every agent connection.
@@ -65,6 +67,8 @@ struct PoolInner {
     shutting_down: AtomicBool,
     /// Woken when a logical agent may have gained a live connection (see [`AgentPool::changed`]).
     changed: tokio::sync::Notify,
+    /// Disagreements between registered agents and the logical agents (locked after `state`).
+    mismatches: mismatch::Mismatches,
 }
 
 #[derive(Default)]
@@ -106,6 +110,13 @@ impl PoolState {
             .collect()
     }
 
+    /// Whether `agent_id` has a live connection.
+    fn has_live(&self, agent_id: &str) -> bool {
+        self.agents
+            .get(agent_id)
+            .is_some_and(|e| !e.connections.is_empty())
+    }
+
     /// Drops the entry of an id with no connection and no reservation left.
     fn forget_if_empty(&mut self, agent_id: &str) {
         if self
@@ -144,6 +155,7 @@ impl AgentPool {
                 rotation: AtomicUsize::new(0),
                 shutting_down: AtomicBool::new(false),
                 changed: tokio::sync::Notify::new(),
+                mismatches: mismatch::Mismatches::default(),
             }),
         }
     }
@@ -230,6 +242,14 @@ impl AgentPool {
                 }
             }
         }
+        let agent_id = connection.agent_id();
+        for finding in
+            mismatch::registration_findings(agent_id, connection.capabilities(), &state.logical)
+        {
+            self.inner
+                .mismatches
+                .note(agent_id, finding, &state.logical);
+        }
         self.announce_change();
     }
 
@@ -243,6 +263,9 @@ impl AgentPool {
             removed = entry.connections.len() != before;
         }
         state.forget_if_empty(agent_id);
+        if !state.has_live(agent_id) {
+            self.inner.mismatches.forget(agent_id);
+        }
         for members in state.members.values_mut() {
             members.retain(|c| !Arc::ptr_eq(c, connection));
         }
@@ -272,6 +295,7 @@ impl AgentPool {
                 })
                 .collect();
             state.logical = logical;
+            self.reevaluate_mismatches(&state);
             pushes
         };
         self.announce_change();

@@ -43,6 +43,12 @@ struct FailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MismatchLabels {
+    agent: String,
+    cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
     code: String,
 }
@@ -249,6 +255,19 @@ impl Metrics {
             "agent_connections",
             "Live agent connections, by agent_id",
             connections,
+        );
+
+        let mismatches = Family::<MismatchLabels, Counter>::default();
+        for (agent, cause, n) in pool.mismatch_counts() {
+            let cause = cause.as_str().to_string();
+            mismatches
+                .get_or_create(&MismatchLabels { agent, cause })
+                .inc_by(n);
+        }
+        registry.register(
+            "agent_mismatches",
+            "Mismatches between agents and the configuration, by logical agent (- for none) and cause",
+            mismatches,
         );
 
         let mut text = String::new();

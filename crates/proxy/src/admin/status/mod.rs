@@ -70,6 +70,10 @@ pub struct AgentIdStatus {
     pub hostname: Option<String>,
     /// Its live connections.
     pub connections: Vec<ConnectionStatus>,
+    /// Where it and the configuration disagree (unmatched id, declared capability not sent,
+    /// `continue` on the last event), each saying what to change.
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 /// One live agent connection.
@@ -184,6 +188,11 @@ impl StatusReport {
     pub fn gather(context: &AdminContext) -> StatusReport {
         let config = context.state.config();
         let snapshot = context.state.pool().snapshot();
+        let mismatches = context.state.pool().mismatch_problems();
+        let agent_id_status = |agent: &AgentSnapshot| {
+            let problems = mismatches.get(&agent.agent_id).cloned();
+            agent_id_status(agent, problems.unwrap_or_default())
+        };
         let live = |name: &str| live_connections(&snapshot, name);
         let agents = config
             .agents
@@ -193,7 +202,7 @@ impl StatusReport {
                 let agent_ids: Vec<AgentIdStatus> = snapshot
                     .iter()
                     .filter(|s| s.logical_agents.contains(&agent.name))
-                    .map(agent_id_status)
+                    .map(&agent_id_status)
                     .collect();
                 let problem =
                     problems::agent_problem(&config, &agent.name, live(&agent.name), &last_minute);
@@ -214,7 +223,7 @@ impl StatusReport {
             unassigned: snapshot
                 .iter()
                 .filter(|s| s.logical_agents.is_empty())
-                .map(agent_id_status)
+                .map(&agent_id_status)
                 .collect(),
             listener: context
                 .registrations
@@ -245,8 +254,9 @@ fn live_connections(snapshot: &[AgentSnapshot], logical: &str) -> usize {
         .sum()
 }
 
-fn agent_id_status(agent: &AgentSnapshot) -> AgentIdStatus {
+fn agent_id_status(agent: &AgentSnapshot, problems: Vec<String>) -> AgentIdStatus {
     AgentIdStatus {
+        problems,
         agent_id: agent.agent_id.clone(),
         version: metadata_text(&agent.metadata, "version"),
         hostname: metadata_text(&agent.metadata, "hostname"),

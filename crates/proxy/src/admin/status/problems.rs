@@ -1,5 +1,6 @@
 //! What the status report says is wrong, row by row, in the words the page, `/status.json` and
 //! the CLI tables show: an agent without a live connection or with events that got no verdict,
+//! an agent id at odds with the configuration (worded by the pool, which found it),
 //! a reverse listener rejecting registrations or blocking peers, a route that answers 503, a
 //! target marked down; and the summary list of them all. It only words judgements on rows the
 //! report already gathered ([`super`]); it reads nothing live.
@@ -16,6 +17,13 @@ impl StatusReport {
         for agent in &self.agents {
             if let Some(p) = &agent.problem {
                 problems.push(format!("agent {}: {p}", agent.name));
+            }
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        let registered = self.agents.iter().flat_map(|a| &a.agent_ids);
+        for id in registered.chain(&self.unassigned) {
+            if ids.insert(id.agent_id.as_str()) {
+                problems.extend(id.problems.iter().cloned());
             }
         }
         if let Some(p) = self.listener.as_ref().and_then(|l| l.problem.as_ref()) {

@@ -44,6 +44,19 @@ fn age(secs: u64) -> String {
     }
 }
 
+/// `ok`, `draining`, or what is wrong with the agent id (which every connection row repeats).
+fn connection_state(draining: bool, problems: &[String]) -> String {
+    let mut states: Vec<&str> = problems.iter().map(String::as_str).collect();
+    if draining {
+        states.insert(0, "draining");
+    }
+    if states.is_empty() {
+        OK.into()
+    } else {
+        states.join("; ")
+    }
+}
+
 pub(super) fn agent_tables(report: &StatusReport) -> Vec<Table> {
     let agents = Table {
         id: "agents".into(),
@@ -117,9 +130,9 @@ pub(super) fn agent_tables(report: &StatusReport) -> Vec<Table> {
                     id.hostname.clone().unwrap_or_else(|| "-".into()),
                     age(c.age_secs),
                     format!("{}/{}", c.in_flight, c.max_in_flight),
-                    if c.draining { "draining" } else { OK }.into(),
+                    connection_state(c.draining, &id.problems),
                 ],
-                problem: c.draining,
+                problem: c.draining || !id.problems.is_empty(),
             });
         }
     }

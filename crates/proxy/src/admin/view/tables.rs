@@ -63,7 +63,7 @@ pub(super) fn agent_tables(report: &StatusReport) -> Vec<Table> {
         title: "Logical agents (last minute)".into(),
         columns: strings([
             "agent",
-            "agent_ids",
+            "served by",
             "connections",
             "decisions",
             "errors",

@@ -202,3 +202,73 @@ async fn shutdown_lets_in_flight_requests_finish_and_then_stops() {
         "no longer accepting"
     );
 }
+
+/// A target that answers each request on a raw socket with a keep-alive response, counts the
+/// connections it accepted, and closes every connection right after its first response (as an
+/// upstream's keep-alive timeout would, without saying so in a header) unless `keep` is set.
+async fn counting_target(
+    keep: bool,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buffer.drain(..end + 4);
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if socket.write_all(reply).await.is_err() || !keep {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_upstream_connection() {
+    let (target, accepted) = counting_target(true).await;
+    let h = Harness::start(plain_config(&[target])).await;
+    for _ in 0..5 {
+        let got = get(&h.url("/")).await;
+        assert_eq!(
+            (got.status, got.text()),
+            (http::StatusCode::OK, "ok".to_string())
+        );
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_that_closes_idle_connections_costs_no_request() {
+    let (target, accepted) = counting_target(false).await;
+    let h = Harness::start(plain_config(&[target])).await;
+    for round in 1..=5 {
+        let got = get(&h.url("/")).await;
+        assert_eq!(got.status, http::StatusCode::OK, "request {round}");
+        // Let the close reach the proxy before the next request, as between real requests.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+}

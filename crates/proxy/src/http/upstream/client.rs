@@ -1,35 +1,26 @@
-//! The HTTP side of talking to one upstream target: the keep-alive client (hyper-util's legacy
-//! client over HTTP/1.1) with its connect timeout, pointing a request at a target, and the
-//! errors a send can end in with the status each gives the client. Which target, and what a
-//! failure does to its health, is the group's business ([`super::group`]).
+//! The errors a send to an upstream can end in, with the status each gives the client, and
+//! pointing a request at a target. The connections themselves are [`super::connections`];
+//! which target, and what a failure does to its health, is the group's business
+//! ([`super::group`]).
 
 use std::time::Duration;
 
-use http::uri::Authority;
-use http::uri::{PathAndQuery, Scheme};
-use http::{Request, StatusCode, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::{Request, StatusCode, Version};
 
 use crate::http::body::ProxyBody;
 
-/// A pooled keep-alive HTTP/1.1 client for one upstream group.
-pub(super) type UpstreamClient = Client<HttpConnector, ProxyBody>;
-
-/// How long an idle upstream connection is kept for reuse.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// A client whose connections give up after `connect_timeout`.
-pub(super) fn client(connect_timeout: Duration) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .build(connector)
+/// Why no connection to a target could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Resolving, connecting or setting up the socket failed.
+    #[error("{0}")]
+    Io(std::io::Error),
+    /// The connection did not complete within the group's `connect-timeout`.
+    #[error("no connection within {0:?}")]
+    TimedOut(Duration),
+    /// The HTTP/1 client could not start on the connection.
+    #[error("{0}")]
+    Handshake(hyper::Error),
 }
 
 /// Why a request got no response from its upstream.
@@ -49,8 +40,8 @@ pub enum UpstreamError {
     Connect {
         /// The target.
         target: String,
-        /// What the client reported.
-        source: hyper_util::client::legacy::Error,
+        /// Why.
+        source: ConnectError,
     },
     /// No response headers within the group's `request_timeout`.
     #[error("{target} did not answer within {timeout:?}")]
@@ -65,8 +56,8 @@ pub enum UpstreamError {
     Failed {
         /// The target.
         target: String,
-        /// What the client reported.
-        source: hyper_util::client::legacy::Error,
+        /// What the HTTP client reported.
+        source: hyper::Error,
     },
 }
 
@@ -75,42 +66,34 @@ impl UpstreamError {
     pub fn status(&self) -> StatusCode {
         match self {
             UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            UpstreamError::Connect { source, .. } if is_timeout(source) => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
+            UpstreamError::Connect {
+                source: ConnectError::TimedOut(_),
+                ..
+            } => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Connect {
+                source: ConnectError::Io(io),
+                ..
+            } if io.kind() == std::io::ErrorKind::TimedOut => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
 }
 
-fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        current = e.source();
+/// Makes `request` an HTTP/1.1 request with an origin-form URI (`/path?query`), as a target
+/// expects it; a client's absolute-form URI loses its scheme and authority (the Host header
+/// carries the authority).
+pub(super) fn aim(request: &mut Request<ProxyBody>) -> Result<(), UpstreamError> {
+    if request.uri().scheme().is_some() || request.uri().authority().is_some() {
+        let mut parts = http::uri::Parts::default();
+        parts.path_and_query = Some(
+            request
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        *request.uri_mut() = http::Uri::from_parts(parts).map_err(http::Error::from)?;
     }
-    false
-}
-
-/// Points `request` (origin-form URI, headers ready) at the target `authority`, over HTTP/1.1.
-pub(super) fn aim_at(
-    request: &mut Request<ProxyBody>,
-    authority: Authority,
-) -> Result<(), UpstreamError> {
-    let path = request
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *request.uri_mut() = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(authority)
-        .path_and_query(path)
-        .build()?;
     *request.version_mut() = Version::HTTP_11;
     Ok(())
 }

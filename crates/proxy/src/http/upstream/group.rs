@@ -1,6 +1,6 @@
 //! One upstream group with its live state, which owns sending a request to the group and the
-//! health its outcome changes: it picks the next target (with [`super::health`]), sends through
-//! the group's keep-alive client ([`super::client`]), and records connect errors and timeouts
+//! health its outcome changes: it picks the next target (with [`super::health`]), sends over
+//! that target's keep-alive connections ([`super::connections`]), and records connect errors and timeouts
 //! against the target. Only those two count against health: an upstream that answered, or whose
 //! exchange failed after connecting, stays up. The registry across reloads is [`super::Upstreams`].
 
@@ -8,11 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use http::uri::Authority;
 use http::{Request, Response};
-use hyper::body::Incoming;
 
-use super::client::{self, UpstreamClient, UpstreamError};
+use super::client::{self, UpstreamError};
+use super::connections::{SendFailure, TargetConnections, UpstreamBody};
 use super::health::{choose, Health};
 use super::{TargetHealth, UpstreamHealth};
 use crate::config::UpstreamConfig;
@@ -22,8 +21,8 @@ use crate::http::body::ProxyBody;
 struct Target {
     /// As configured, `host:port`.
     address: String,
-    /// Parsed, for request URIs; `None` if the address is not a valid authority.
-    authority: Option<Authority>,
+    /// Its keep-alive connections; `None` if the address is not a valid `host:port`.
+    connections: Option<Arc<TargetConnections>>,
     health: Arc<Mutex<Health>>,
 }
 
@@ -32,7 +31,6 @@ pub(crate) struct UpstreamGroup {
     pub(super) config: UpstreamConfig,
     targets: Vec<Target>,
     next: Arc<AtomicUsize>,
-    client: UpstreamClient,
 }
 
 fn lock(health: &Mutex<Health>) -> MutexGuard<'_, Health> {
@@ -40,8 +38,8 @@ fn lock(health: &Mutex<Health>) -> MutexGuard<'_, Health> {
 }
 
 impl UpstreamGroup {
-    /// A group for `config`, keeping the health of targets `previous` already had and its
-    /// rotation and client when they still fit.
+    /// A group for `config`, keeping the health and connections of targets `previous` already
+    /// had, and its rotation when the targets are the same.
     pub(super) fn build(
         config: &UpstreamConfig,
         previous: Option<&UpstreamGroup>,
@@ -49,13 +47,19 @@ impl UpstreamGroup {
         let targets = config
             .targets
             .iter()
-            .map(|address| Target {
-                address: address.clone(),
-                authority: address.parse().ok(),
-                health: previous
-                    .and_then(|p| p.targets.iter().find(|t| &t.address == address))
-                    .map(|t| t.health.clone())
-                    .unwrap_or_default(),
+            .map(|address| {
+                let kept = previous.and_then(|p| p.targets.iter().find(|t| &t.address == address));
+                Target {
+                    address: address.clone(),
+                    connections: kept
+                        .and_then(|t| t.connections.clone())
+                        .filter(|c| c.connect_timeout() == config.connect_timeout)
+                        .or_else(|| {
+                            let authority = address.parse().ok()?;
+                            Some(TargetConnections::new(authority, config.connect_timeout))
+                        }),
+                    health: kept.map(|t| t.health.clone()).unwrap_or_default(),
+                }
             })
             .collect();
         let same_targets = previous.is_some_and(|p| p.config.targets == config.targets);
@@ -63,15 +67,10 @@ impl UpstreamGroup {
             Some(p) if same_targets => p.next.clone(),
             _ => Arc::default(),
         };
-        let client = match previous {
-            Some(p) if p.config.connect_timeout == config.connect_timeout => p.client.clone(),
-            _ => client::client(config.connect_timeout),
-        };
         UpstreamGroup {
             config: config.clone(),
             targets,
             next,
-            client,
         }
     }
 
@@ -131,32 +130,32 @@ impl UpstreamGroup {
     pub(crate) async fn send(
         &self,
         mut request: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let index = self
             .pick(Instant::now())
             .ok_or_else(|| UpstreamError::NoTarget(self.config.name.clone()))?;
         let target = &self.targets[index];
-        let authority = target
-            .authority
-            .clone()
+        let connections = target
+            .connections
+            .as_ref()
             .ok_or_else(|| UpstreamError::BadTarget(target.address.clone()))?;
-        client::aim_at(&mut request, authority)?;
+        client::aim(&mut request)?;
 
         let timeout = self.config.request_timeout;
         let address = || target.address.clone();
-        match tokio::time::timeout(timeout, self.client.request(request)).await {
+        match tokio::time::timeout(timeout, connections.send(request)).await {
             Ok(Ok(response)) => {
                 self.record_success(index);
                 Ok(response)
             }
-            Ok(Err(source)) if source.is_connect() => {
+            Ok(Err(SendFailure::Connect(source))) => {
                 self.record_failure(index, Instant::now());
                 Err(UpstreamError::Connect {
                     target: address(),
                     source,
                 })
             }
-            Ok(Err(source)) => Err(UpstreamError::Failed {
+            Ok(Err(SendFailure::Exchange(source))) => Err(UpstreamError::Failed {
                 target: address(),
                 source,
             }),

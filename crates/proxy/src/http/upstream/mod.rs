@@ -1,10 +1,12 @@
 //! Upstream groups and the registry that keeps each one (its health, rotation and keep-alive
-//! client) across configuration reloads. [`group`] is one group: it picks a target, sends to it
-//! and records the outcome; [`health`] is the pure bookkeeping of a target's health and the
-//! round robin; [`client`] is the HTTP client, its timeouts and the errors a send can end in.
+//! connections) across configuration reloads. [`group`] is one group: it picks a target, sends
+//! to it and records the outcome; [`health`] is the pure bookkeeping of a target's health and
+//! the round robin; [`connections`] are one target's keep-alive HTTP/1.1 connections;
+//! [`client`] is the errors a send can end in and the request's form on the way out.
 //! This module owns the registry and the health figures the admin side shows.
 
 mod client;
+mod connections;
 mod group;
 mod health;
 
@@ -16,7 +18,8 @@ use serde::Serialize;
 
 use crate::config::{Config, UpstreamConfig};
 
-pub use client::UpstreamError;
+pub use client::{ConnectError, UpstreamError};
+pub use connections::UpstreamBody;
 pub(crate) use group::UpstreamGroup;
 
 /// The health of one upstream group, for the admin side.

@@ -361,8 +361,11 @@ impl AgentChain {
             }
             Err(e) => return self.fail(i, NoVerdict::Dispatch(e.reason()), &e.to_string()),
         };
-        metrics.observe_agent_latency(&name, started.elapsed().as_secs_f64());
-        metrics.record_decision(&name, decision.action.name());
+        metrics.record_reply(
+            &name,
+            decision.action.name(),
+            started.elapsed().as_secs_f64(),
+        );
         // Allows without an audit record (the fast path) skip the per-rule counter.
         let rule_ids = decision.audit.as_ref().map_or(&[][..], |a| &a.rule_ids[..]);
         let stops = matches!(

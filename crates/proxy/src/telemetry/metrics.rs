@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::agent_series::{AgentLabels, AgentSeriesCache, DecisionLabels};
 use super::recent::RecentDecisions;
 use super::rules::{RuleDecisions, MAX_RULES_PER_AGENT, OTHER_RULES};
 use crate::pool::AgentPool;
@@ -23,17 +24,6 @@ use crate::reverse::RegistrationStats;
 struct RequestLabels {
     route: String,
     status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DecisionLabels {
-    agent: String,
-    action: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AgentLabels {
-    agent: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,6 +51,7 @@ pub struct Metrics {
     agent_failures: Family<FailureLabels, Counter>,
     recent: RecentDecisions,
     rules: RuleDecisions,
+    series: AgentSeriesCache,
 }
 
 impl Default for Metrics {
@@ -77,6 +68,7 @@ impl Default for Metrics {
             agent_failures: Family::default(),
             recent: RecentDecisions::default(),
             rules: RuleDecisions::default(),
+            series: AgentSeriesCache::default(),
         }
     }
 }
@@ -92,15 +84,25 @@ impl Metrics {
             .inc();
     }
 
-    /// A decision of `agent` with `action` (`allow`, `block`, `redirect`, `continue`).
-    pub fn record_decision(&self, agent: &str, action: &str) {
-        self.recent.record_decision(agent, action);
-        self.decisions
-            .get_or_create(&DecisionLabels {
-                agent: agent.to_string(),
-                action: action.to_string(),
-            })
-            .inc();
+    /// A decision of `agent` with `action` (`allow`, `block`, `redirect`, `continue`),
+    /// `seconds` after its event was sent: its latency and its count, with one lookup.
+    pub fn record_reply(&self, agent: &str, action: &str, seconds: f64) {
+        self.recent.record_reply(agent, action, seconds);
+        match self.series.get(agent, &self.agent_latency) {
+            Some(series) => {
+                series.observe_latency(seconds);
+                series.count_decision(&self.decisions, action);
+            }
+            None => {
+                self.latency_family_observe(agent, seconds);
+                self.decisions
+                    .get_or_create(&DecisionLabels {
+                        agent: agent.to_string(),
+                        action: action.to_string(),
+                    })
+                    .inc();
+            }
+        }
     }
 
     /// How many decisions `agent` has given with `action` so far.
@@ -120,9 +122,16 @@ impl Metrics {
         self.rules.record(agent, action, rule_ids);
     }
 
-    /// The time one event took to be decided by `agent`.
+    /// The time one event took to be answered by `agent` without a decision (an error).
     pub fn observe_agent_latency(&self, agent: &str, seconds: f64) {
         self.recent.observe_latency(agent, seconds);
+        match self.series.get(agent, &self.agent_latency) {
+            Some(series) => series.observe_latency(seconds),
+            None => self.latency_family_observe(agent, seconds),
+        }
+    }
+
+    fn latency_family_observe(&self, agent: &str, seconds: f64) {
         self.agent_latency
             .get_or_create(&AgentLabels {
                 agent: agent.to_string(),

@@ -4,6 +4,7 @@
 //! data plane and the pool write here through [`crate::state::ProxyState`]; the admin listener
 //! only reads and serves it. Nothing here serves HTTP or decides anything.
 
+mod agent_series;
 mod metrics;
 mod recent;
 mod rules;

@@ -79,8 +79,12 @@ impl RecentDecisions {
         }
     }
 
-    pub(super) fn record_decision(&self, agent: &str, action: &str) {
-        self.update(agent, |second| second.decisions.add(action));
+    /// A decision and its latency, in one update of the agent's current second.
+    pub(super) fn record_reply(&self, agent: &str, action: &str, seconds: f64) {
+        self.update(agent, |second| {
+            second.decisions.add(action);
+            second.latency.observe(seconds);
+        });
     }
 
     pub(super) fn record_failure(&self, agent: &str, reason: &str) {
@@ -126,15 +130,12 @@ mod tests {
     #[test]
     fn the_last_minute_splits_timeouts_from_other_failures() {
         let recent = RecentDecisions::default();
-        recent.record_decision("waf", "allow");
-        recent.record_decision("waf", "block");
-        recent.record_decision("waf", "allow");
+        recent.record_reply("waf", "allow", 0.001);
+        recent.record_reply("waf", "block", 0.002);
+        recent.record_reply("waf", "allow", 0.003);
         recent.record_failure("waf", "timeout");
         recent.record_failure("waf", "agent_error");
         recent.record_failure("waf", "no_connection");
-        for ms in [1.0, 2.0, 3.0] {
-            recent.observe_latency("waf", ms / 1000.0);
-        }
         let minute = recent.last_minute("waf");
         assert_eq!(minute.decisions.get("allow"), Some(&2));
         assert_eq!(minute.decisions.get("block"), Some(&1));

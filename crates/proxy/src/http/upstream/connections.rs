@@ -173,9 +173,13 @@ impl UpstreamBody {
 
     fn return_if_done(&mut self) {
         if self.inner.is_end_stream() {
-            if let Some((home, sender)) = self.give_back.take() {
-                home.give_back(sender);
-            }
+            self.go_home();
+        }
+    }
+
+    fn go_home(&mut self) {
+        if let Some((home, sender)) = self.give_back.take() {
+            home.give_back(sender);
         }
     }
 }
@@ -191,11 +195,8 @@ impl Body for UpstreamBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(_))) => self.return_if_done(),
-            Poll::Ready(None) => {
-                if let Some((home, sender)) = self.give_back.take() {
-                    home.give_back(sender);
-                }
-            }
+            // A chunked body learns it ended only here.
+            Poll::Ready(None) => self.go_home(),
             Poll::Ready(Some(Err(_))) => self.give_back = None,
             Poll::Pending => {}
         }
